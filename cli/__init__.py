@@ -1,0 +1,76 @@
+"""Command line: ``python -m handcap <subcommand>``.
+
+Hook: each subcommand lives in ``cli/<name>.py`` exposing
+``add_parser(subparsers, name, help_text)``, which must call
+``p = subparsers.add_parser(name, help=help_text)``, add its arguments and
+``p.set_defaults(run=run)`` with ``run(args) -> int`` (exit code). Keep heavy
+imports (torch, cv2) inside ``run`` so ``--help`` stays fast. Raise ``CliError``
+for user-facing errors (printed without a traceback, exit code 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help)
+SUBCOMMANDS = {
+    "capture": ("capture", "video/photo -> capture file (.npz): keypoints + fitted hand model"),
+    "evaluate": ("evaluate", "accuracy on an annotated set (hands.json + images/)"),
+    "benchmark": ("benchmark", "run the speed benchmarks"),
+    "convert": ("convert", "capture/video -> .blend/.fbx/.bvh/.glb (needs bpy)"),
+    "report": ("report", "overlays and an HTML index to judge a capture"),
+}
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m handcap", description="HandCap: hands from video into Blender.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            sub.add_parser(name, help=f"{help_text} [not available in this build]")
+        else:
+            module.add_parser(sub, name, help_text)
+    return parser
+
+
+def _load(module_name: str):
+    try:
+        return importlib.import_module(f".{module_name}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{module_name}":
+            return None
+        raise
+
+
+def _version() -> str:
+    from ..core import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    run = getattr(args, "run", None)
+    if run is None:
+        print(f"handcap: '{args.command}' is not available in this build", file=sys.stderr)
+        return 2
+    try:
+        return int(run(args) or 0)
+    except CliError as exc:
+        print(f"handcap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"handcap {args.command}: interrupted", file=sys.stderr)
+        return 130

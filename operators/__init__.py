@@ -1,0 +1,3 @@
+"""Blender operators (ids ``handcap.<verb>_<noun>``); each is thin over a core function."""
+
+CLASSES = ()

@@ -1,0 +1,3 @@
+"""Blender UI panels."""
+
+CLASSES = ()
