@@ -45,7 +45,9 @@ def _load(net: nn.Module, prefix: str, device, dtype: torch.dtype, path: Path | 
             "`python tools/fetch_mediapipe_wheel.py && python tools/convert_mediapipe.py` from the repository root."
         )
     tensors, _meta = load_tensors(path)
-    state = {k[len(prefix) :]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(prefix)}
+    state = {
+        k[len(prefix) :]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(prefix)
+    }
     expected = set(net.state_dict())
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
@@ -55,8 +57,10 @@ def _load(net: nn.Module, prefix: str, device, dtype: torch.dtype, path: Path | 
         )
     for key, value in state.items():
         if value.shape != net.state_dict()[key].shape:
-            raise WeightsError(f"{path}: {prefix}{key} has shape {tuple(value.shape)}, the network expects "
-                               f"{tuple(net.state_dict()[key].shape)}; re-run tools/convert_mediapipe.py")
+            raise WeightsError(
+                f"{path}: {prefix}{key} has shape {tuple(value.shape)}, the network expects "
+                f"{tuple(net.state_dict()[key].shape)}; re-run tools/convert_mediapipe.py"
+            )
     net.load_state_dict(state)
     # Inference only: no parameter gradients (gradients with respect to the input still flow).
     net.requires_grad_(False)
