@@ -60,6 +60,11 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
         row.enabled = self.hand_model == "mano"
         row.prop(self, "mano_dir")
         col.prop(self, "default_fov")
+        # Inference environment: status and buttons (imported here: operators load after preferences).
+        from .panels.capture import draw_environment
+
+        layout.label(text="Inference Environment")
+        draw_environment(layout)
 
 
 def get_prefs(context=None) -> HANDCAP_AddonPreferences:

@@ -1,1 +1,1 @@
-
+"""Blender side: capture -> armatures, skinned meshes and keys (``importer.import_capture``)."""

@@ -92,3 +92,8 @@ def collection_name(source: str) -> str:
 
 def camera_name(source: str) -> str:
     return f"HC_{clip_stem(source)}_camera"
+
+
+def camera_space_name(source: str) -> str:
+    """Empty that maps the capture's OpenCV camera frame into the Blender world (armatures are its children)."""
+    return f"HC_{clip_stem(source)}_camera_space"

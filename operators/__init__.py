@@ -1,3 +1,40 @@
 """Blender operators (ids ``handcap.<verb>_<noun>``); each is thin over a core function."""
 
-CLASSES = ()
+from . import camera, capture, environment, export, import_capture, pose_photo, retarget, smoothing
+
+CLASSES = (
+    *import_capture.CLASSES,
+    *retarget.CLASSES,
+    *export.CLASSES,
+    *capture.CLASSES,
+    *pose_photo.CLASSES,
+    *environment.CLASSES,
+    *smoothing.CLASSES,
+    *camera.CLASSES,
+)
+
+
+def register_extra():
+    import bpy
+
+    bpy.types.TOPBAR_MT_file_import.append(import_capture.menu_import)
+    retarget.register_extra()
+    export.register_extra()
+    from .. import blender_cli
+
+    blender_cli.register_cli()  # blender -b -c handcap convert ...
+    smoothing.register_props()
+    camera.register_props()
+
+
+def unregister_extra():
+    import bpy
+
+    camera.unregister_props()
+    smoothing.unregister_props()
+    from .. import blender_cli
+
+    blender_cli.unregister_cli()
+    export.unregister_extra()
+    retarget.unregister_extra()
+    bpy.types.TOPBAR_MT_file_import.remove(import_capture.menu_import)

@@ -1,0 +1,162 @@
+"""``python -m handcap convert INPUTS... -o OUTDIR --format blend|fbx|bvh|glb [--retarget RIG.blend ...]``.
+
+Needs bpy (``pip install bpy==5.0.1`` on Python 3.11, as the dev environment has). Videos and photos are
+captured in this process by the capture core function; ``.npz`` captures are imported directly. The
+same arguments work inside Blender: ``blender -b -c handcap convert ...`` (``blender_cli.py``).
+Exit code: 0 all converted, 1 some input failed, 2 the run could not start (bad options).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import CliError
+
+FORMATS = ("blend", "fbx", "bvh", "glb")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by every way of running the batch (also used by ``blender_cli``)."""
+    from .capture import add_capture_arguments
+
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, photos, .npz captures, folders or globs")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (created if needed)")
+    p.add_argument("--format", choices=FORMATS, default="blend", help="output file type (default: blend)")
+    g = p.add_argument_group("retargeting")
+    g.add_argument("--retarget", metavar="RIG.blend", default="", help="retarget the hands onto a rig from this file")
+    g.add_argument("--rig-object", default="", help="the rig's object name in RIG.blend (default: its only armature)")
+    g.add_argument(
+        "--mapping", default="", help="bone mapping: preset id (rigify, mixamo, ...) or preset .json (default: suggest)"
+    )
+    g.add_argument(
+        "--wrist-location",
+        choices=("NONE", "RELATIVE", "WORLD"),
+        default="NONE",
+        help="move the rig's hands too: by the captured wrist motion, or onto the captured wrists (default NONE)",
+    )
+    o = p.add_argument_group("output")
+    o.add_argument("--no-mesh", action="store_true", help="armatures only, no hand meshes")
+    o.add_argument("--keep-captures", action="store_true", help="also write each capture (.npz) to OUTDIR")
+    # The same capture options as ``python -m handcap capture``.
+    add_capture_arguments(p.add_argument_group("capture (videos and photos)"))
+
+
+def add_parser(subparsers, name: str, help_text: str) -> None:
+    p = subparsers.add_parser(
+        name,
+        help=help_text,
+        description="Convert videos, photos and capture files into .blend / .fbx / .bvh / .glb files, optionally "
+        "retargeted onto a rig. One failed input is reported and the rest still converted; exit code 1 when "
+        "anything failed, 2 when the run could not start. Needs bpy (pip install bpy==5.0.1).",
+    )
+    add_arguments(p)
+    p.set_defaults(run=run)
+
+
+def capture_argv(args: argparse.Namespace) -> list[str]:
+    """The parsed capture options as ``python -m handcap capture`` arguments (for the inference worker)."""
+    out: list[str] = []
+    if args.frames is not None:
+        first, stop = args.frames
+        out += ["--frames", f"{'' if first is None else first}:{'' if stop is None else stop}"]
+    out += ["--stride", str(args.stride), "--hands", str(args.hands), "--device", args.device, "--model", args.model]
+    for flag, value in (("--focal-mm", args.focal_mm), ("--sensor-mm", args.sensor_mm)):
+        if value is not None:
+            out += [flag, repr(float(value))]
+    for flag, value in (("--focal-px", args.focal_px), ("--fov", args.fov)):
+        if value is not None:
+            out += [flag, repr(float(value))]
+    if args.mano_dir:
+        out += ["--mano-dir", str(args.mano_dir)]
+    if args.mirrored:
+        out.append("--mirrored")
+    return out
+
+
+def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
+    from ..builders.batch import BatchOptions
+
+    return BatchOptions(
+        inputs=list(args.inputs),
+        outdir=str(Path(args.outdir)),
+        format=args.format,
+        retarget_blend=args.retarget,
+        rig_object=args.rig_object,
+        mapping=args.mapping,
+        wrist_location=args.wrist_location,
+        with_mesh=not args.no_mesh,
+        keep_captures=args.keep_captures,
+        media_exts=media_exts,
+    )
+
+
+def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], log=print) -> int:
+    """Run the batch with the given capture function; BatchError becomes CliError (exit code 2)."""
+    from ..builders.batch import BatchError
+    from ..builders.batch import run_batch as core
+
+    try:
+        return core(batch_options(args, media_exts), capture_fn, log).exit_code
+    except BatchError as exc:
+        raise CliError(str(exc)) from None
+
+
+def in_process_capture(args: argparse.Namespace, log=print):
+    """A capture function running inference in this process (torch, opencv); the landmark networks are
+    loaded once and reused for every input."""
+    from .capture import options_from_args
+
+    options_from_args("check", args)  # option errors (CliError) before the first input
+    state: dict = {}
+
+    def capture(src: Path, out: Path) -> None:
+        # torch loads on the first video, not for runs of .npz captures only
+        from ..core.capture import write_capture
+        from ..inference.capture_job import resolve_device, run_capture
+        from ..inference.landmarker import HandLandmarker, LandmarkerOptions
+
+        options = options_from_args(src, args)
+        options.validate()
+        if "landmarker" not in state:
+            state["landmarker"] = HandLandmarker(
+                LandmarkerOptions(
+                    max_hands=options.hands, device=resolve_device(options.device), mirrored_input=options.mirrored
+                )
+            )
+        result = run_capture(options, progress=_throttled(log), landmarker=state["landmarker"])
+        for warning in result.warnings:
+            log(f"  note: {warning}")
+        write_capture(out, result.capture)
+
+    return capture
+
+
+def _throttled(log, every_s: float = 10.0):
+    """progress(stage, done, total) -> a log line at most every ``every_s`` seconds per stage, and at the end."""
+    import time
+
+    last: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last.setdefault(stage, now) >= every_s:
+            last[stage] = now
+            log(f"  {stage}: {done}/{total}")
+
+    return progress
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        raise CliError(
+            "convert needs bpy (pip install bpy==5.0.1 on Python 3.11), or run it inside Blender: "
+            "blender -b -c handcap convert ..."
+        ) from None
+    try:
+        from ..inference.sources import IMAGE_EXTS, VIDEO_EXTS
+    except ImportError as exc:
+        raise CliError(f"capturing needs the inference requirements ({exc}); pip install handcap[inference]") from None
+    return run_batch(args, in_process_capture(args), frozenset(IMAGE_EXTS | VIDEO_EXTS))

@@ -1,0 +1,291 @@
+"""One capture job: a video or photo -> hand landmarks -> hand-model fit -> ``Capture``.
+
+Used by ``python -m handcap capture`` and by Blender's background worker. ``run_capture`` does everything;
+``capture_from_landmarks`` starts from landmarker results (tests, re-fits with other options).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..core.capture import CameraIntrinsics, Capture, HandTrack
+from ..core.keypoints import NUM_KEYPOINTS
+from .camera import intrinsics_from_options
+from .fitting.fit import FitOptions, FitReport, HandFit, fit_hands
+from .fitting.tracks import TrackSet, build_tracks
+
+#: progress(stage, done, total) with stage "landmarks" or "fit".
+Progress = Callable[[str, int, int], None]
+
+
+class CaptureJobError(ValueError):
+    """Options of a capture job that cannot work (the message says which and why)."""
+
+
+@dataclass
+class CaptureOptions:
+    """What to capture and how.
+
+    Attributes:
+        source: video, photo, image folder or pattern (anything ``inference.sources.open_source`` reads).
+        frames: (start, stop) source frame range, stop exclusive, either may be None; None = all.
+        stride: use every stride-th frame of the range.
+        hands: most hands to capture (1 or 2).
+        focal_mm, sensor_mm, focal_px, fov_deg, principal: camera (see ``inference.camera``); none = default.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
+        model: hand model, "builtin" or "mano"; mano_dir: folder with MANO_RIGHT.pkl / MANO_LEFT.pkl.
+        mirrored: the footage is a mirrored selfie view (swaps the detected sides).
+        fit: weights and iteration budget of the fit.
+    """
+
+    source: str
+    frames: tuple[int | None, int | None] | None = None
+    stride: int = 1
+    hands: int = 2
+    focal_mm: float | None = None
+    sensor_mm: float | None = None
+    focal_px: float | None = None
+    fov_deg: float | None = None
+    principal: tuple[float, float] | None = None
+    device: str = "auto"
+    model: str = "builtin"
+    mano_dir: str | None = None
+    mirrored: bool = False
+    fit: FitOptions = field(default_factory=FitOptions)
+
+    def validate(self) -> None:
+        if self.hands not in (1, 2):
+            raise CaptureJobError(f"hands must be 1 or 2, got {self.hands!r}")
+        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
+            raise CaptureJobError(f"stride must be a positive integer, got {self.stride!r}")
+        if self.model not in ("builtin", "mano"):
+            raise CaptureJobError(f"model must be 'builtin' or 'mano', got {self.model!r}")
+        if self.model == "mano" and not self.mano_dir:
+            raise CaptureJobError("the MANO model needs the folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (--mano-dir)")
+
+    def to_json(self) -> dict:
+        """JSON-serialisable copy for the capture's ``info``."""
+        out = {k: v for k, v in asdict(self).items() if k != "fit"}
+        fit = asdict(self.fit)
+        fit["iterations"] = list(fit["iterations"])
+        out["fit"] = fit
+        return out
+
+
+@dataclass
+class CaptureResult:
+    """A finished job: the capture, the notes for the user, the optimiser's report and seconds per stage."""
+
+    capture: Capture
+    warnings: list[str]
+    fit_report: FitReport
+    seconds: dict[str, float]
+
+
+def resolve_device(device: str) -> str:
+    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; others are checked and passed through."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CaptureJobError(f"device {device!r} asked for, but torch sees no CUDA GPU (use --device cpu)")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CaptureJobError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load_models(options: CaptureOptions, device: str) -> dict[str, object]:
+    """Both sides' hand models (float64, on ``device``); loading both up front reports a bad MANO folder
+    before the slow landmark pass."""
+    import torch
+
+    from .handmodel import load_hand_model
+
+    return {
+        side: load_hand_model(options.model, side, mano_dir=options.mano_dir, device=device, dtype=torch.float64)
+        for side in ("right", "left")
+    }
+
+
+def run_capture(options: CaptureOptions, progress: Progress | None = None, landmarker=None) -> CaptureResult:
+    """Landmarks of every selected frame, hand tracks, fit; returns the capture (not written to disk).
+
+    landmarker: a ready ``HandLandmarker`` to reuse (its max_hands should be >= options.hands).
+    Raises SourceError, NoHandError, CameraOptionsError, HandModelError, CaptureJobError (all ValueError).
+    """
+    from .landmarker import HandLandmarker, LandmarkerOptions
+    from .sources import open_source
+
+    options.validate()
+    device = resolve_device(options.device)
+    start = time.perf_counter()
+    models = load_models(options, device)
+    frames = None if options.frames is None else slice(*options.frames)
+    source = open_source(options.source, frames=frames, stride=options.stride)
+    if landmarker is None:
+        landmarker = HandLandmarker(
+            LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored)
+        )
+    seconds = {"load": time.perf_counter() - start}
+    start = time.perf_counter()
+    cb = None if progress is None else (lambda done, total: progress("landmarks", done, total))
+    results = landmarker.process_source(source, progress=cb)
+    seconds["landmarks"] = time.perf_counter() - start
+    out = capture_from_landmarks(
+        results, str(options.source), source.fps, source.size, options, progress=progress, models=models
+    )
+    out.seconds = {**seconds, **out.seconds}
+    return out
+
+
+def _dt_scale(frames: np.ndarray, fps: float) -> float:
+    """Time between fitted samples in units of 1/30 s (1 for photos and unknown rates)."""
+    if len(frames) < 2 or not fps or not math.isfinite(fps) or fps <= 0:
+        return 1.0
+    return float(np.median(np.diff(frames))) * 30.0 / fps
+
+
+def capture_from_landmarks(
+    results: Sequence,
+    source: str,
+    fps: float,
+    image_size: tuple[int, int],
+    options: CaptureOptions,
+    progress: Progress | None = None,
+    models: dict[str, object] | None = None,
+    intrinsics: CameraIntrinsics | None = None,
+) -> CaptureResult:
+    """Tracks + fit + Capture from landmarker ``FrameResult``s (one per processed frame, in order).
+
+    intrinsics: overrides the camera options (e.g. a known K of an annotated set).
+    """
+    options.validate()
+    device = resolve_device(options.device)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    tracks = build_tracks(results, options.hands)
+    w, h = (int(v) for v in image_size)
+    k = intrinsics or intrinsics_from_options(
+        w, h, options.focal_mm, options.sensor_mm, options.focal_px, options.fov_deg, options.principal
+    )
+    if models is None:
+        models = load_models(options, device)
+    fit_options = options.fit
+    if fit_options.device != device:
+        fit_options = FitOptions(**{**asdict(fit_options), "device": device})
+    cb = None if progress is None else (lambda done, total: progress("fit", done, total))
+    fits, report = fit_hands(
+        [models[t.side] for t in tracks.hands],
+        [t.observations() for t in tracks.hands],
+        k.matrix,
+        fit_options,
+        dt_scale=_dt_scale(tracks.frames, fps),
+        progress=cb,
+    )
+    seconds["fit"] = time.perf_counter() - start
+    model_id = getattr(next(iter(models.values())), "model_id", options.model)
+    capture = _assemble(tracks, fits, k, source, fps, model_id)
+    capture.info = {
+        "fit": {t.side: _residual_info(f) for t, f in zip(tracks.hands, fits, strict=True)},
+        "tracks": {
+            t.side: {"track_ids": t.track_ids, "side_confidence": round(t.side_confidence, 3)} for t in tracks.hands
+        },
+        "fit_report": {
+            "seconds": _rounded(report.seconds),
+            "loss": _rounded(report.loss, 6),
+            "iterations": report.iterations,
+        },
+        "options": options.to_json(),
+        "warnings": list(tracks.warnings),
+    }
+    return CaptureResult(capture, list(tracks.warnings), report, seconds)
+
+
+def _rounded(d: dict[str, float], digits: int = 4) -> dict[str, float]:
+    return {k: round(float(v), digits) for k, v in d.items()}
+
+
+def _residual_info(fit: HandFit) -> dict:
+    """Summary and per-frame residuals (None where the hand was not seen) for the capture's info."""
+    out: dict = {"beta": [round(float(b), 4) for b in fit.beta]}
+    for name, arr in (("err2d_px", fit.err2d_px), ("err3d_mm", fit.err3d_mm)):
+        seen = arr[np.isfinite(arr)]
+        out[name] = {
+            "mean": round(float(seen.mean()), 3) if len(seen) else None,
+            "median": round(float(np.median(seen)), 3) if len(seen) else None,
+            "p95": round(float(np.percentile(seen, 95)), 3) if len(seen) else None,
+            "per_frame": [round(float(v), 2) if np.isfinite(v) else None for v in arr],
+        }
+    return out
+
+
+def _assemble(tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source: str, fps: float, model_id: str):
+    hands = {}
+    for t, f in zip(tracks.hands, fits, strict=True):
+        # rows of frames without the hand get the projection of the interpolated fit (confidence 0)
+        proj = f.kp3d[..., :2] / f.kp3d[..., 2:] * np.array([k.fx, k.fy]) + np.array([k.cx, k.cy])
+        kp2d = np.where(t.valid[:, None, None], t.kp2d, proj)
+        hands[t.side] = HandTrack(
+            side=t.side,
+            theta=f.theta.astype(np.float32),
+            beta=f.beta.astype(np.float32),
+            transl=f.transl.astype(np.float32),
+            kp2d=kp2d.astype(np.float32),
+            kp3d=f.kp3d.astype(np.float32),
+            frame_conf=np.clip(t.frame_conf, 0, 1).astype(np.float32),
+            kp_conf=np.clip(t.kp_conf, 0, 1).astype(np.float32).reshape(-1, NUM_KEYPOINTS),
+            valid=t.valid.copy(),
+            rest_joints=f.rest_joints.astype(np.float32),
+        )
+    return Capture(
+        source=source,
+        frames=tracks.frames,
+        fps=float(fps),
+        image_size=tracks.image_size,
+        intrinsics=k,
+        hand_model=model_id,
+        hands=hands,
+    )
+
+
+def capture_to_file(
+    source,
+    output,
+    frames: tuple[int | None, int | None] | None = None,
+    stride: int = 1,
+    hands: int = 2,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    focal_mm: float | None = None,
+    sensor_mm: float | None = None,
+    device: str = "auto",
+    model: str = "builtin",
+    mano_dir: str | None = None,
+    progress: Progress | None = None,
+) -> CaptureResult:
+    """``run_capture`` with plain arguments (the fields of ``operators.worker.CaptureRequest``), then write the
+    capture file to ``output`` (atomically; nothing is written when the job fails)."""
+    from ..core.capture import write_capture
+
+    options = CaptureOptions(
+        source=str(source),
+        frames=frames,
+        stride=stride,
+        hands=hands,
+        focal_mm=focal_mm,
+        sensor_mm=sensor_mm,
+        focal_px=focal_px,
+        fov_deg=fov_deg,
+        device=device,
+        model=model,
+        mano_dir=mano_dir or None,
+    )
+    result = run_capture(options, progress=progress)
+    write_capture(output, result.capture)
+    return result

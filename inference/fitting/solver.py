@@ -1,0 +1,405 @@
+"""Batched Levenberg-Marquardt for one hand track (torch; all frames solved at once).
+
+State per frame, 51 numbers ``x``: the global orientation (3, axis-angle, camera axes), the 15 finger
+rotations in their joint frames (45: flexion, twist, abduction; the model's axis-angle is ``F_j @ local``)
+and the wrist as image-plane direction and log depth (3): ``wrist = (dx z, dy z, z)``, ``z = exp(logz)``.
+In these coordinates the joint limits are a box, kept as hard constraints (projected steps). The shape
+beta (10) is shared by the track and updated by its own Gauss-Newton step between pose steps.
+
+Jacobians of the hand model are finite differences (float64) from one batched forward pass. Joints at the
+same depth of different fingers move disjoint keypoints, so one probe perturbs all five at once: 3 root +
+9 finger probes give all 48 pose columns. This keeps the solver independent of how the hand model is
+implemented (built-in or MANO, CPU or CUDA). MANO's pose correctives let a joint nudge other fingers'
+tips slightly; the Jacobian ignores that, which only slows convergence (the residuals are exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from . import priors
+
+NUM_POSE = 3 * NUM_JOINTS  # 48
+NUM_PARAMS = NUM_POSE + 3  # + wrist direction (2) and log depth (1)
+_EPS = 1e-6  # finite-difference step (radians / beta units), float64
+
+# Which finite-difference probe supplies each (keypoint, pose column): probes 0-2 the root components,
+# probe 3 + 3 * (level - 1) + c local component c of the joints at depth ``level`` of all five fingers.
+_JOINT_KP = MANO_TO_KEYPOINTS.argsort()[:NUM_JOINTS]
+_LEVEL = np.array([0] + [1, 2, 3] * 5)
+_PROBE = np.full((NUM_KEYPOINTS, NUM_POSE), -1)
+for _j in range(NUM_JOINTS):
+    for _c in range(3):
+        if _j == 0:
+            _PROBE[:, _c] = _c
+        else:
+            _finger = KEYPOINT_FINGER[_JOINT_KP[_j]]
+            _PROBE[KEYPOINT_FINGER == _finger, 3 * _j + _c] = 3 + 3 * (_LEVEL[_j] - 1) + _c
+_NUM_PROBES = 12
+
+
+@dataclass
+class Weights:
+    """Weights of the cost terms (dimensionless residuals; see FitOptions)."""
+
+    w_2d: float
+    w_3d: float
+    sigma_2d: float
+    sigma_3d: float
+    w_pose: float
+    w_twist: float
+    w_shape: float
+    w_rot_velocity: float
+    w_rot_accel: float
+    w_transl_velocity: float
+    w_transl_accel: float
+    hand_scale_m: float
+    dt_scale: float
+
+
+class HandSolver:
+    """State and steps of one hand track. Tensors live on the model's device in float64.
+
+    data: kp2d (T, 21, 2) px, conf (T, 21), world (T, 21, 3) m (centred, camera frame), valid (T,),
+    inv_px (T,) and inv_m (T,) inverse hand sizes, k (3, 3). init: theta (T, 16, 3), wrist (T, 3) as
+    (dx, dy, logz), beta (10,).
+    """
+
+    def __init__(self, model, data: dict[str, torch.Tensor], init: dict[str, torch.Tensor], weights: Weights):
+        self.model, self.d, self.w = model, data, weights
+        theta = init["theta"]
+        dev, dt = theta.device, theta.dtype
+        t = theta.shape[0]
+        self.frames = torch.as_tensor(model.joint_frames, dtype=dt, device=dev)[1:]  # (15, 3, 3)
+        limits = torch.as_tensor(model.joint_limits, dtype=dt, device=dev)[1:]
+        inf = torch.full((3,), float("inf"), dtype=dt, device=dev)
+        self.lower = torch.cat([-inf, limits[..., 0].reshape(-1), -inf])
+        self.upper = torch.cat([inf, limits[..., 1].reshape(-1), inf])
+        local = torch.einsum("jab,tja->tjb", self.frames, theta[:, 1:])
+        self.x = torch.cat([theta[:, 0], local.reshape(t, -1), init["wrist"]], -1)
+        self.x = torch.maximum(torch.minimum(self.x, self.upper), self.lower)
+        self.beta = init["beta"].clone()
+        self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
+        self.lam_beta = 1e-3
+        self.probe = torch.as_tensor(_PROBE, device=dev)
+        self.kp_index = torch.arange(NUM_KEYPOINTS, device=dev)[:, None].expand(NUM_KEYPOINTS, NUM_POSE)
+        # finite-difference perturbations of theta for the 12 probes, (12, 16, 3)
+        delta = torch.zeros(_NUM_PROBES, NUM_JOINTS, 3, dtype=dt, device=dev)
+        delta[[0, 1, 2], 0, [0, 1, 2]] = _EPS
+        for lv in (1, 2, 3):
+            joints = np.flatnonzero(_LEVEL == lv)
+            for c in range(3):
+                delta[3 + 3 * (lv - 1) + c, joints] = _EPS * self.frames[joints - 1, :, c]
+        self.delta = delta
+        # pose prior: diagonal in joint-frame coordinates
+        self.pose_diag = torch.zeros(NUM_PARAMS, dtype=dt, device=dev)
+        self.pose_diag[3:NUM_POSE] = (
+            torch.tensor([weights.w_pose, weights.w_pose + weights.w_twist, weights.w_pose])
+            .to(self.pose_diag)
+            .repeat(NUM_JOINTS - 1)
+        )
+
+    # -- state -------------------------------------------------------------------------------------
+    def theta_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Model axis-angle (N, 16, 3) of states x (N, 51)."""
+        local = x[:, 3:NUM_POSE].reshape(-1, NUM_JOINTS - 1, 3)
+        return torch.cat([x[:, None, :3], torch.einsum("jab,njb->nja", self.frames, local)], 1)
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.theta_of(self.x)
+
+    @staticmethod
+    def wrist(x: torch.Tensor) -> torch.Tensor:
+        """Wrist position (N, 3) in the camera frame, metres."""
+        z = torch.exp(x[:, NUM_POSE + 2 :])
+        return torch.cat([x[:, NUM_POSE : NUM_POSE + 2] * z, z], -1)
+
+    @staticmethod
+    def _wrist_jac(x: torch.Tensor) -> torch.Tensor:
+        """d wrist / d (dx, dy, logz): (N, 3, 3)."""
+        w = HandSolver.wrist(x)
+        z = w[:, 2]
+        zero = torch.zeros_like(z)
+        rows = [torch.stack([z, zero, w[:, 0]], -1), torch.stack([zero, z, w[:, 1]], -1)]
+        return torch.stack(rows + [torch.stack([zero, zero, z], -1)], -2)
+
+    # -- model evaluation --------------------------------------------------------------------------
+    def points(self, theta: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Keypoints relative to the wrist (N, 21, 3) in camera axes for poses (N, 16, 3), beta (N, 10)."""
+        zero = torch.zeros(theta.shape[0], 3, dtype=theta.dtype, device=theta.device)
+        out = self.model(theta, beta, zero, with_vertices=False)
+        # with zero translation the posed wrist sits at J0(beta), the pivot of the global orientation
+        return out.keypoints - out.joints[:, :1]
+
+    def pose_jacobian(self, theta: torch.Tensor, fingers: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Wrist-relative keypoints P (T, 21, 3) and dP / d x[:48] (T, 21, 3, 48) by batched finite differences
+        (finger columns zero when ``fingers`` is False).
+
+        The global orientation acts on the whole hand about the wrist, P = R0 Q, so its columns come from
+        differentiating R0 alone; the 9 finger probes go through the model."""
+        t = theta.shape[0]
+        probes = torch.cat([theta[:, None], theta[:, None] + self.delta[3:]], 1) if fingers else theta[:, None]
+        beta = self.beta.expand(t * probes.shape[1], NUM_BETAS)
+        pts = self.points(probes.reshape(-1, NUM_JOINTS, 3), beta).reshape(t, -1, NUM_KEYPOINTS, 3)
+        base = pts[:, 0]
+        rot = priors.axis_angle_to_matrix(theta[:, 0])
+        eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
+        q = base @ rot  # rows: R0^T p
+        root = [q @ ((priors.axis_angle_to_matrix(theta[:, 0] + _EPS * e) - rot) / _EPS).transpose(1, 2) for e in eye]
+        if fingers:
+            diff = torch.cat([torch.stack(root, 1), (pts[:, 1:] - base[:, None]) / _EPS], 1)  # (T, 12, 21, 3)
+            jac = diff[:, self.probe.clamp(min=0), self.kp_index] * (self.probe >= 0)[None, :, :, None]
+            return base, jac.transpose(2, 3)
+        jac = base.new_zeros(t, NUM_KEYPOINTS, 3, NUM_POSE)
+        jac[..., :3] = torch.stack(root, -1)
+        return base, jac
+
+    # -- costs -------------------------------------------------------------------------------------
+    def data_residuals(self, p: torch.Tensor, wrist: torch.Tensor, idx=slice(None)):
+        """Dimensionless 2D residuals (N, 21, 2), projection Jacobian (N, 21, 2, 3) and 3D residuals (N, 21, 3)
+        of frames ``idx`` with wrist-relative points p and wrists of those frames."""
+        k = self.d["k"]
+        x = p + wrist[:, None]
+        z = torch.clamp(x[..., 2], min=1e-4)
+        fx, fy = k[0, 0], k[1, 1]
+        uv = torch.stack([fx * x[..., 0] / z + k[0, 2], fy * x[..., 1] / z + k[1, 2]], -1)
+        s = self.d["inv_px"][idx][:, None, None]
+        r2 = (uv - self.d["kp2d"][idx]) * s
+        zero = torch.zeros_like(z)
+        du = torch.stack([fx / z, zero, -fx * x[..., 0] / z**2], -1)
+        dv = torch.stack([zero, fy / z, -fy * x[..., 1] / z**2], -1)
+        dproj = torch.stack([du, dv], -2) * s[..., None]
+        r3 = (p - p.mean(1, keepdim=True) - self.d["world"][idx]) * self.d["inv_m"][idx][:, None, None]
+        return r2, dproj, r3
+
+    def data_weights(self, r2: torch.Tensor, r3: torch.Tensor, idx=slice(None)):
+        """Cost (N,) and IRLS weights (N, 21) of the robust 2D and 3D terms of frames ``idx``."""
+        w = self.w
+        sq2, sq3 = (r2 * r2).sum(-1), (r3 * r3).sum(-1)
+        c2 = self.d["conf"][idx] * (w.w_2d / NUM_KEYPOINTS)
+        c3 = self.d["valid"][idx][:, None] * (w.w_3d / NUM_KEYPOINTS)
+        cost = (c2 * priors.geman_mcclure(sq2, w.sigma_2d)).sum(1) + (c3 * priors.geman_mcclure(sq3, w.sigma_3d)).sum(1)
+        return (
+            cost,
+            c2 * priors.geman_mcclure_weight(sq2, w.sigma_2d),
+            c3 * priors.geman_mcclure_weight(sq3, w.sigma_3d),
+        )
+
+    def prior_terms(self, x: torch.Tensor):
+        """Priors of states x (T, 51): per-frame cost (T,) (temporal terms counted in every frame they touch),
+        gradient (T, 51), Hessian diagonal (T, 51), root block (T, 3, 3), wrist block (T, 3, 3), and the total
+        (every term once). Pose prior towards the flat hand; smooth rotations (matrices for the root, joint-frame
+        angles for the fingers, which stay far from the 2 pi wrap) and smooth wrist motion."""
+        w = self.w
+        t = x.shape[0]
+        cost = (self.pose_diag * x * x).sum(1)
+        total = cost.sum()
+        grad = self.pose_diag * x
+        diag = self.pose_diag.expand(t, -1).clone()
+        root_h = x.new_zeros(t, 3, 3)
+        wrist_h = x.new_zeros(t, 3, 3)
+        if t > 1:
+            dt2 = w.dt_scale**2
+            wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
+            rot = priors.axis_angle_to_matrix(x[:, :3])
+            eye = torch.eye(3, dtype=x.dtype, device=x.device)
+            drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + _EPS * e) - rot) / _EPS for e in eye], -1)
+            c, g, h, tot = priors.temporal_terms(rot.reshape(t, 1, 9), drot.reshape(t, 1, 9, 3), wv, wa)
+            cost, total, root_h = cost + c, total + tot, h[:, 0]
+            grad[:, :3] += g[:, 0]
+            ones = torch.ones(t, NUM_POSE - 3, 1, 1, dtype=x.dtype, device=x.device)
+            c, g, h, tot = priors.temporal_terms(x[:, 3:NUM_POSE, None], ones, wv, wa)  # d x / d x = 1
+            cost, total = cost + c, total + tot
+            grad[:, 3:NUM_POSE] += g[..., 0]
+            diag[:, 3:NUM_POSE] += h[..., 0, 0]
+            s = w.hand_scale_m
+            wv, wa = w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2
+            c, g, h, tot = priors.temporal_terms(self.wrist(x)[:, None] / s, self._wrist_jac(x)[:, None] / s, wv, wa)
+            cost, total, wrist_h = cost + c, total + tot, h[:, 0]
+            grad[:, NUM_POSE:] += g[:, 0]
+        return cost, grad, diag, root_h, wrist_h, total
+
+    def prior_cost(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame prior cost (T,) of states x, as ``prior_terms`` (no derivatives)."""
+        w = self.w
+        t = x.shape[0]
+        cost = (self.pose_diag * x * x).sum(1)
+        if t > 1:
+            dt2 = w.dt_scale**2
+            wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
+            rot = priors.axis_angle_to_matrix(x[:, :3]).reshape(t, 9)
+            cost = cost + priors.temporal_cost(torch.cat([rot, x[:, 3:NUM_POSE]], 1), wv, wa)
+            wt = self.wrist(x) / w.hand_scale_m
+            cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
+        return cost
+
+    def frame_cost(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Cost of frames ``idx`` (data + priors, temporal terms with the neighbours in x)."""
+        p = self.points(self.theta_of(x[idx]), self.beta.expand(len(idx), NUM_BETAS))
+        r2, _, r3 = self.data_residuals(p, self.wrist(x[idx]), idx)
+        return self.data_weights(r2, r3, idx)[0] + self.prior_cost(x)[idx]
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _data_system(self, x: torch.Tensor, active: torch.Tensor, with_beta: bool = False):
+        """Linearised data terms of all frames at states x, for the active columns (bool (51,)).
+
+        Returns per-frame cost (T,), Hessian (T, n, n), gradient (T, n), and with_beta the coupling
+        (T, n, 10), shape Hessian (10, 10) and shape gradient (10,) summed over frames (else None)."""
+        t = x.shape[0]
+        cols = torch.nonzero(active)[:, 0]
+        theta = self.theta_of(x)
+        p, jp = self.pose_jacobian(theta, fingers=bool(active[3:NUM_POSE].any()))
+        r2, dproj, r3 = self.data_residuals(p, self.wrist(x))
+        data_cost, w2, w3 = self.data_weights(r2, r3)
+        inv_m = self.d["inv_m"][:, None, None, None]
+        jac = x.new_zeros(t, 5 * NUM_KEYPOINTS, NUM_PARAMS)  # rows: 42 for 2D, 63 for 3D
+        j2 = jac[:, : 2 * NUM_KEYPOINTS].view(t, NUM_KEYPOINTS, 2, NUM_PARAMS)
+        for c in range(3):  # (2 x 3) @ (3 x 48) per keypoint, written out (faster than tiny batched products)
+            j2[..., :NUM_POSE] += dproj[..., c, None] * jp[..., c, None, :]
+        j2[..., NUM_POSE:] = dproj @ self._wrist_jac(x)[:, None]
+        # the centred 3D term does not see the wrist position
+        jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = ((jp - jp.mean(1, keepdim=True)) * inv_m).reshape(t, -1, NUM_POSE)
+        if len(cols) < NUM_PARAMS:
+            jac = jac[..., cols]
+        wts = torch.cat([w2.repeat_interleave(2, 1), w3.repeat_interleave(3, 1)], 1)
+        res = torch.cat([r2.reshape(t, -1), r3.reshape(t, -1)], 1)
+        wjac = jac * wts[..., None]
+        hess = wjac.transpose(1, 2) @ jac
+        grad = ((wts * res)[:, None] @ jac)[:, 0]
+        if not with_beta:
+            return data_cost, hess, grad, None, None, None
+        jb = self.beta_jacobian(theta, p)  # (T, 21, 3, 10)
+        jbeta = torch.cat(
+            [
+                (dproj @ jb).reshape(t, -1, NUM_BETAS),
+                ((jb - jb.mean(1, keepdim=True)) * inv_m).reshape(t, -1, NUM_BETAS),
+            ],
+            1,
+        )
+        coupling = wjac.transpose(1, 2) @ jbeta
+        wjb = jbeta * wts[..., None]
+        hess_b = (wjb.transpose(1, 2) @ jbeta).sum(0)
+        grad_b = ((wts * res)[:, None] @ jbeta)[:, 0].sum(0)
+        return data_cost, hess, grad, coupling, hess_b, grad_b
+
+    def beta_jacobian(self, theta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """dP / d beta (T, 21, 3, 10) of the wrist-relative keypoints ``base`` (T, 21, 3) by finite differences."""
+        t = theta.shape[0]
+        eye = torch.eye(NUM_BETAS, dtype=theta.dtype, device=theta.device)
+        betas = (self.beta + _EPS * eye)[None].expand(t, -1, -1).reshape(-1, NUM_BETAS)
+        thetas = theta[:, None].expand(t, NUM_BETAS, NUM_JOINTS, 3).reshape(-1, NUM_JOINTS, 3)
+        pts = self.points(thetas, betas).reshape(t, NUM_BETAS, NUM_KEYPOINTS, 3)
+        return ((pts - base[:, None]) / _EPS).permute(0, 2, 3, 1)
+
+    def _frame_system(self, x, cols, data_hess, data_grad, lam):
+        """Data + prior Gauss-Newton system of frames, limits held, damped: (hess, grad, free mask, prior cost)."""
+        pc, pg, pdiag, root_h, wrist_h, _ = self.prior_terms(x)
+        full = torch.diag_embed(pdiag)
+        full[:, :3, :3] += root_h
+        full[:, NUM_POSE:, NUM_POSE:] += wrist_h
+        grad = data_grad + pg[:, cols]
+        hess = data_hess + full[:, cols][:, :, cols]
+        xc = x[:, cols]
+        held = ((xc <= self.lower[cols] + 1e-9) & (grad > 0)) | ((xc >= self.upper[cols] - 1e-9) & (grad < 0))
+        free = (~held).to(x.dtype)
+        grad = grad * free
+        hess = hess * free[:, :, None] * free[:, None, :] + torch.diag_embed(1 - free)
+        diag = torch.diagonal(hess, dim1=1, dim2=2)
+        hess = hess + torch.diag_embed(lam[:, None] * (diag + 1e-6 * diag.mean(1, keepdim=True)))
+        return hess, grad, free, pc
+
+    def _apply(self, x: torch.Tensor, cols: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        """States x (N, 51) moved by step (N, n) in the columns cols, clipped into the limits."""
+        x = x.clone()
+        x[:, cols] = torch.maximum(torch.minimum(x[:, cols] + step, self.upper[cols]), self.lower[cols])
+        x[:, :3] = _wrap_rotvec(x[:, :3])
+        return x
+
+    def joint_step(self) -> None:
+        """One damped Gauss-Newton step of all poses and the shape together (Schur complement on beta, as in
+        bundle adjustment): shape and pose are strongly coupled (bone lengths vs. joint angles), so steps that
+        move only one of them at a time crawl. Temporal terms are linearised with the neighbours held (all
+        frames at once); the step is kept only if the track's total cost goes down, else damped harder."""
+        x = self.x
+        active = torch.ones(NUM_PARAMS, dtype=torch.bool, device=x.device)
+        cols = torch.nonzero(active)[:, 0]
+        _, data_hess, data_grad, coupling, hess_b, grad_b = self._data_system(x, active, with_beta=True)
+        eye = torch.eye(NUM_BETAS, dtype=x.dtype, device=x.device)
+        hess_b = hess_b + self.w.w_shape * eye
+        grad_b = grad_b + self.w.w_shape * self.beta
+        before = self.total_cost()
+        for _ in range(4):
+            hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, self.lam)
+            cpl = coupling * free[..., None]
+            chol, info = torch.linalg.cholesky_ex(hess)
+            if not bool((info == 0).all()):
+                self.lam = self.lam * 5
+                continue
+            sol = torch.cholesky_solve(torch.cat([grad[..., None], cpl], -1), chol)  # H^-1 [g | C]
+            schur = hess_b - torch.einsum("tpi,tpj->ij", cpl, sol[..., 1:])
+            schur_g = grad_b - torch.einsum("tpi,tp->i", cpl, sol[..., 0])
+            schur = schur + self.lam_beta * torch.diag(torch.diagonal(schur) + 1e-9)
+            d_beta = -torch.linalg.solve(schur, schur_g)
+            step = -(sol[..., 0] + (sol[..., 1:] @ d_beta[:, None])[..., 0])
+            old_x, old_beta = self.x, self.beta
+            self.x, self.beta = self._apply(x, cols, step), self.beta + d_beta
+            if self.total_cost() < before:
+                self.lam = (self.lam / 3).clamp(min=1e-7)
+                self.lam_beta = max(self.lam_beta / 3, 1e-7)
+                return
+            self.x, self.beta = old_x, old_beta
+            self.lam = (self.lam * 5).clamp(max=1e7)
+            self.lam_beta = min(self.lam_beta * 5, 1e7)
+
+    def pose_step(self, active: torch.Tensor) -> None:
+        """One damped Gauss-Newton step of every frame's active parameters (bool mask (51,)).
+
+        Joint limits are a box in x: components at a limit whose gradient points outward are held, the rest
+        solved, and the result clipped into the box (projected Newton; the limits are hard constraints).
+        Frames are updated in three interleaved groups (t mod 3) with the others held: temporal terms span at
+        most three consecutive frames, so within a group every frame's cost is independent of the others and
+        a step is kept exactly where it lowers that frame's cost (monotone block coordinate descent).
+        """
+        x = self.x
+        t = x.shape[0]
+        cols = torch.nonzero(active)[:, 0]
+        data_cost, data_hess, data_grad, _, _, _ = self._data_system(x, active)
+        frame_ids = torch.arange(t, device=x.device)
+        for group in range(min(3, t)):
+            sel = frame_ids[frame_ids % 3 == group]
+            lam = self.lam[sel]
+            hess, grad, _, pc = self._frame_system(self.x, cols, data_hess, data_grad, self.lam)
+            step = -_spd_solve(hess[sel], grad[sel])
+            x_new = self.x.clone()
+            x_new[sel] = self._apply(self.x[sel], cols, step)
+            better = self.frame_cost(x_new, sel) < data_cost[sel] + pc[sel]
+            self.lam[sel] = torch.where(better, lam / 3, lam * 5).clamp(1e-7, 1e7)
+            keep = sel[better]
+            self.x[keep] = x_new[keep]
+
+    def total_cost(self) -> float:
+        """Objective of the track: data terms of all frames, priors (each term once) and the shape prior."""
+        t = self.x.shape[0]
+        p = self.points(self.theta, self.beta.expand(t, NUM_BETAS))
+        r2, _, r3 = self.data_residuals(p, self.wrist(self.x))
+        data = self.data_weights(r2, r3)[0].sum()
+        return float(data + self.prior_terms(self.x)[5]) + self.w.w_shape * float(self.beta @ self.beta)
+
+
+def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Solve a x = b for symmetric positive definite a (N, n, n), b (N, n); LU where Cholesky fails."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(b[..., None], chol)[..., 0]
+    return torch.linalg.solve(a, b[..., None])[..., 0]
+
+
+def _wrap_rotvec(r: torch.Tensor) -> torch.Tensor:
+    """Same rotations (N, 3) with the angle kept within pi (shorter axis-angle)."""
+    a = torch.linalg.norm(r, dim=-1, keepdim=True)
+    return r * torch.where(a > np.pi, 1 - 2 * np.pi / torch.clamp(a, min=1e-12), torch.ones_like(a))

@@ -1,0 +1,56 @@
+"""HandCap > Camera: match a camera to the footage, depth adjustments, overlay readouts, overlay render."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..builders.camera import background_clip, camera_space_of
+
+
+class HANDCAP_PT_camera(bpy.types.Panel):
+    bl_idname = "HANDCAP_PT_camera"
+    bl_label = "Camera"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HandCap"
+    bl_parent_id = "HANDCAP_PT_main"
+
+    @classmethod
+    def poll(cls, context):
+        return camera_space_of(context.active_object) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        space = camera_space_of(context.active_object)
+        cam = space.parent if space.parent is not None and space.parent.type == "CAMERA" else None
+        col = layout.column(align=True)
+        if cam is None:
+            col.label(text="Not matched to a camera yet", icon="INFO")
+        else:
+            clip = background_clip(cam)
+            col.label(text=f"Camera: {cam.name}", icon="CAMERA_DATA")
+            col.label(text=f"Footage: {clip.name if clip else 'none'}", icon="FILE_MOVIE" if clip else "ERROR")
+        layout.operator("handcap.match_camera", text="Match Camera" if cam is None else "Re-match Camera")
+
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.prop(space.handcap_align, "depth_scale")
+        arms = [c for c in space.children if c.type == "ARMATURE" and "handcap_side" in c]
+        for arm in arms:
+            layout.prop(arm.handcap_align, "depth_offset", text=f"{arm['handcap_side'].title()} Offset")
+
+        layout.operator("handcap.measure_overlay", icon="DRIVER_DISTANCE")
+        col = layout.column(align=True)
+        for arm in arms:
+            props = arm.handcap_align
+            if props.measured_frames:
+                col.label(
+                    text=f"{arm['handcap_side'].title()}: {props.reprojection_px:.2f} px "
+                    f"(fit {props.fit_px:.2f} px, {props.measured_frames} frames)"
+                )
+        row = layout.row()
+        row.enabled = cam is not None
+        row.operator("handcap.render_overlay", icon="RENDER_ANIMATION")
+
+
+CLASSES = (HANDCAP_PT_camera,)

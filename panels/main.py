@@ -1,0 +1,58 @@
+"""The "HandCap" tab of the 3D Viewport sidebar: a parent panel and its "Import" sub-panel.
+
+Other panels join the tab with ``bl_parent_id = "HANDCAP_PT_main"``.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from ..core.naming import PROP_PREFIX as P
+
+
+class HANDCAP_PT_main(bpy.types.Panel):
+    bl_idname = "HANDCAP_PT_main"
+    bl_label = "HandCap"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HandCap"
+
+    def draw(self, context):
+        arm = handcap_armature(context.active_object)
+        if arm is None:
+            self.layout.label(text="Hand motion capture from video and photos")
+            return
+        # Summary of the active HandCap hand: where it came from and how frames map.
+        col = self.layout.column(align=True)
+        source = bpy.path.basename(str(arm.get(P + "source", "")))
+        col.label(text=f"{str(arm[P + 'side']).title()} hand: {source}", icon="VIEW_PAN")
+        offset = arm.get(P + "frame_offset")
+        if offset is not None:
+            col.label(text=f"Scene frame = {offset} + source frame")
+        model = arm.get(P + "hand_model")
+        if model:
+            col.label(text=f"Hand model: {model}")
+
+
+def handcap_armature(obj):
+    """The HandCap armature of ``obj`` (itself, or the parent of its hand mesh), else None."""
+    for candidate in (obj, getattr(obj, "parent", None)):
+        if candidate is not None and candidate.type == "ARMATURE" and P + "side" in candidate:
+            return candidate
+    return None
+
+
+class HANDCAP_PT_import(bpy.types.Panel):
+    bl_idname = "HANDCAP_PT_import"
+    bl_label = "Import"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "HandCap"
+    bl_parent_id = "HANDCAP_PT_main"
+
+    def draw(self, context):
+        col = self.layout.column()
+        col.operator("handcap.import_capture", text="Import Capture File", icon="IMPORT")
+
+
+CLASSES = (HANDCAP_PT_main, HANDCAP_PT_import)

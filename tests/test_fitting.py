@@ -1,0 +1,222 @@
+"""Hand-model fit: analytic IK, synthetic round trips with a known camera, gaps and NaNs, side decisions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from handcap.core.capture import CameraIntrinsics
+from handcap.inference.camera import CameraOptionsError, intrinsics_from_options
+from handcap.inference.fitting import fit as F
+from handcap.inference.fitting import ik, synthetic
+from handcap.inference.fitting.tracks import NoHandError, build_tracks
+from handcap.inference.handmodel import load_hand_model
+
+CAM = CameraIntrinsics.default(1280, 720)
+K = CAM.matrix
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {s: load_hand_model("builtin", s, dtype=torch.float64) for s in ("right", "left")}
+
+
+def _root_rel_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-keypoint distance (T, 21) in mm after moving both wrists to the origin."""
+    return 1000 * np.linalg.norm((a - a[:, :1]) - (b - b[:, :1]), axis=-1)
+
+
+def test_ik_reproduces_noiseless_keypoints(models):
+    for side, model in models.items():
+        clip = synthetic.synthetic_clip(model, K, (1280, 720), 40, seed=3)
+        zero = torch.zeros(1, 16, 3, dtype=torch.float64)
+        rest = model(zero, torch.as_tensor(clip.beta)[None], zero[:, 0], with_vertices=False).keypoints[0].numpy()
+        world = clip.kp3d - clip.kp3d[:, :1]
+        theta = ik.ik_from_world(world, rest, model.joint_frames.numpy(), model.parents.numpy())
+        th = torch.as_tensor(theta)
+        out = model(th, torch.as_tensor(np.tile(clip.beta, (40, 1))), th[:, 0] * 0, with_vertices=False)
+        posed = (out.keypoints - out.joints[:, :1]).numpy()
+        assert np.abs(posed - world).max() < 1e-5, side  # tips are skinned: micrometres from blending
+        # translation from the 2D projections alone, exact without noise
+        wrist = ik.solve_translation(posed, clip.obs.kp2d, np.ones((40, 21)), K)
+        assert np.abs(wrist - clip.kp3d[:, 0]).max() < 1e-5
+
+
+def test_shape_from_bone_lengths_recovers_beta(models):
+    model = models["right"]
+    betas = torch.cat([torch.zeros(1, 10), torch.eye(10)]).double()
+    zero = torch.zeros(11, 16, 3, dtype=torch.float64)
+    rest = model(zero, betas, zero[:, 0], with_vertices=False).keypoints.numpy()
+    clip = synthetic.synthetic_clip(model, K, (1280, 720), 20, seed=5)
+    beta = ik.fit_shape(rest[0], (rest[1:] - rest[:1]).transpose(1, 2, 0), clip.kp3d, sigma_m=1e-4)
+    assert (
+        np.abs(
+            (rest[0] + (rest[1:] - rest[:1]).transpose(1, 2, 0) @ beta)
+            - (rest[0] + (rest[1:] - rest[:1]).transpose(1, 2, 0) @ clip.beta)
+        ).max()
+        < 2e-4
+    )  # rest keypoints within 0.2 mm (beta directions the keypoints cannot see are free)
+
+
+@pytest.mark.parametrize("noise_px, noise_mm, bound_mm", [(0.0, 0.0, 1.0), (2.0, 5.0, 5.0)])
+def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
+    clips = [
+        synthetic.synthetic_clip(models[s], K, (1280, 720), 60, seed=10 + i, noise_px=noise_px, noise_mm=noise_mm)
+        for i, s in enumerate(("right", "left"))
+    ]
+    fits, report = F.fit_hands([models["right"], models["left"]], [c.obs for c in clips], K)
+    assert set(report.seconds) == {"init", "stage1", "stage2", "stage3"}
+    for clip, fit in zip(clips, fits, strict=True):
+        err = _root_rel_mm(fit.kp3d, clip.kp3d)
+        assert err.mean() < bound_mm, err.mean()
+        # camera-frame placement: depth is only as good as the hand's size, but within a few percent here
+        depth_err = np.abs(fit.kp3d[:, 0, 2] - clip.kp3d[:, 0, 2]) / clip.kp3d[:, 0, 2]
+        assert depth_err.mean() < 0.05
+        assert np.nanmean(fit.err2d_px) < noise_px + 1.0
+        assert fit.theta.shape == (60, 16, 3) and fit.transl.shape == (60, 3) and fit.beta.shape == (10,)
+        # MANO convention: wrist = J0(beta) + transl
+        assert np.allclose(fit.kp3d[:, 0], fit.rest_joints[0] + fit.transl, atol=1e-9)
+
+
+def test_fit_is_deterministic(models):
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 12, seed=1, noise_px=2, noise_mm=5)
+    a, _ = F.fit_hands([models["right"]], [clip.obs], K)
+    b, _ = F.fit_hands([models["right"]], [clip.obs], K)
+    assert np.array_equal(a[0].theta, b[0].theta) and np.array_equal(a[0].transl, b[0].transl)
+
+
+def test_single_photo(models):
+    clip = synthetic.synthetic_clip(models["left"], K, (1280, 720), 1, seed=7)
+    (fit,), _ = F.fit_hands([models["left"]], [clip.obs], K)
+    assert _root_rel_mm(fit.kp3d, clip.kp3d).mean() < 1.0
+
+
+def test_gaps_and_nans_are_masked_and_filled(models):
+    t = 45
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), t, seed=4, key_every=20)
+    obs = clip.obs
+    gap = np.arange(15, 25)
+    obs.world_valid[gap] = False
+    obs.kp_conf[gap] = 0.0
+    obs.kp2d[gap] = np.nan  # whatever a missing frame holds must not leak into the fit
+    obs.world[gap] = np.nan
+    obs.kp2d[5, [4, 8, 12]] = np.nan  # a few NaN keypoints in a seen frame
+    obs.kp2d[30] = np.inf  # a seen frame whose 2D keypoints are all unusable
+    (fit,), _ = F.fit_hands([models["right"]], [obs], K)
+    assert np.isfinite(fit.kp3d).all() and np.isfinite(fit.theta).all() and np.isfinite(fit.transl).all()
+    expected_valid = np.ones(t, bool)
+    expected_valid[gap] = False
+    expected_valid[30] = False
+    assert np.array_equal(fit.valid, expected_valid)
+    assert np.isnan(fit.err2d_px[gap]).all() and np.isfinite(fit.err2d_px[expected_valid]).all()
+    err = _root_rel_mm(fit.kp3d, clip.kp3d)
+    assert err[expected_valid].mean() < 1.0
+    assert err[5].mean() < 1.0  # NaN keypoints ignored, the rest still fit
+    # filled frames follow the motion: wrist inside the span of the frames around the gap
+    lo = np.minimum(clip.kp3d[14, 0], clip.kp3d[25, 0]) - 0.03
+    hi = np.maximum(clip.kp3d[14, 0], clip.kp3d[25, 0]) + 0.03
+    assert ((fit.kp3d[gap, 0] > lo) & (fit.kp3d[gap, 0] < hi)).all()
+
+
+def test_fit_rejects_bad_input(models):
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 5, seed=0)
+    obs = clip.obs
+    with pytest.raises(F.FitError, match="kp2d has shape"):
+        F.fit_hands(
+            [models["right"]], [F.HandObservations(obs.kp2d[:, :20], obs.kp_conf, obs.world, obs.world_valid)], K
+        )
+    empty = F.HandObservations(obs.kp2d, np.zeros_like(obs.kp_conf), obs.world, obs.world_valid)
+    with pytest.raises(F.FitError, match="no frame with 3D landmarks"):
+        F.fit_hands([models["right"]], [empty], K)
+    with pytest.raises(F.FitError, match="camera matrix"):
+        F.fit_hands([models["right"]], [obs], np.zeros((3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------- tracks
+
+
+def _obs(track_id, p_right, presence=0.9, x=0.0):
+    kp2d = np.stack([np.linspace(100, 200, 21) + x, np.linspace(300, 400, 21)], -1)
+    side = "right" if p_right >= 0.5 else "left"
+    return SimpleNamespace(
+        track_id=track_id,
+        kp2d=kp2d,
+        world=np.random.default_rng(track_id).normal(0, 0.03, (21, 3)),
+        presence=presence,
+        side=side,
+        side_score=max(p_right, 1 - p_right),
+        p_right=p_right,
+    )
+
+
+def _frames(per_frame):
+    return [SimpleNamespace(frame_index=i, image_size=(640, 480), hands=hands) for i, hands in enumerate(per_frame)]
+
+
+def test_side_is_decided_per_track_by_weighted_majority():
+    rng = np.random.default_rng(0)
+    per_frame = []
+    for f in range(40):
+        # track 0 is the right hand but 30 % of its frames say left; track 1 the left hand, mostly
+        p0 = 0.2 if rng.uniform() < 0.3 else 0.9
+        p1 = 0.6 if f % 5 == 0 else 0.1
+        per_frame.append([_obs(0, p0), _obs(1, p1, x=300)])
+    ts = build_tracks(_frames(per_frame))
+    sides = {h.side: h.track_ids for h in ts.hands}
+    assert sides == {"right": [0], "left": [1]}
+    assert all(h.valid.all() for h in ts.hands)
+
+
+def test_simultaneous_hands_never_share_a_side():
+    # both tracks vote right, one weakly: the weak one must become the left hand (they are seen together)
+    per_frame = [[_obs(0, 0.95), _obs(1, 0.55, x=300)] for _ in range(10)]
+    ts = build_tracks(_frames(per_frame))
+    assert [(h.side, h.track_ids) for h in ts.hands] == [("right", [0]), ("left", [1])]
+    assert any("ambiguous" in w for w in ts.warnings)
+
+
+def test_lost_hand_rejoins_its_track_and_gap_is_reported():
+    per_frame = [[_obs(0, 0.9)] for _ in range(10)] + [[] for _ in range(5)] + [[_obs(2, 0.8)] for _ in range(10)]
+    per_frame[3] = [_obs(0, 0.9), _obs(1, 0.2, x=300)]  # a left hand flashes by once
+    ts = build_tracks(_frames(per_frame))
+    right = next(h for h in ts.hands if h.side == "right")
+    assert right.track_ids == [0, 2]
+    assert not right.valid[10:15].any() and right.valid[:10].all() and right.valid[15:].all()
+    assert any("right hand missing in frames 10-14 (5 frame(s))" in w for w in ts.warnings)
+    one = build_tracks(_frames(per_frame), max_hands=1)
+    assert [h.side for h in one.hands] == ["right"] and any("dropped the left hand" in w for w in one.warnings)
+
+
+def test_nan_observations_and_empty_input():
+    bad = _obs(0, 0.9)
+    bad.kp2d = np.full((21, 2), np.nan)
+    ts = build_tracks(_frames([[_obs(0, 0.9)], [bad], [_obs(0, 0.9)]]))
+    assert ts.hands[0].valid.tolist() == [True, False, True]
+    assert any("NaN" in w for w in ts.warnings)
+    with pytest.raises(NoHandError, match="no hand found in any of the 3 frame"):
+        build_tracks(_frames([[], [], []]))
+    with pytest.raises(NoHandError):
+        build_tracks(_frames([[bad]]))
+
+
+# ----------------------------------------------------------------------------------------------- camera
+
+
+def test_camera_options():
+    assert intrinsics_from_options(1920, 1080).fx == pytest.approx(CameraIntrinsics.default(1920, 1080).fx)
+    k = intrinsics_from_options(1920, 1080, focal_mm=50, sensor_mm=36)
+    assert k.fx == pytest.approx(50 / 36 * 1920) and (k.cx, k.cy) == (960, 540)
+    assert intrinsics_from_options(1920, 1080, focal_mm=24).fx == pytest.approx(24 / 36 * 1920)
+    assert intrinsics_from_options(640, 480, focal_px=500.0, principal=(300, 250)).matrix[:2, 2].tolist() == [300, 250]
+    assert intrinsics_from_options(1000, 500, fov_deg=90).fx == pytest.approx(500)
+    with pytest.raises(CameraOptionsError, match="only one of"):
+        intrinsics_from_options(640, 480, focal_px=500, fov_deg=60)
+    with pytest.raises(CameraOptionsError, match="needs --focal-mm"):
+        intrinsics_from_options(640, 480, sensor_mm=23.5)
+    with pytest.raises(CameraOptionsError, match="outside 1..179"):
+        intrinsics_from_options(640, 480, fov_deg=200)
+    with pytest.raises(CameraOptionsError, match="positive"):
+        intrinsics_from_options(640, 480, focal_px=-3)
