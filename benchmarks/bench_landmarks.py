@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP (see handcap/inference/__init__.py)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 WORKER = Path(__file__).with_name("mediapipe_worker.py")
@@ -34,8 +37,9 @@ WORKER = Path(__file__).with_name("mediapipe_worker.py")
 
 def mediapipe_python() -> str:
     """Path of the MediaPipe venv's python (created on first use)."""
-    out = subprocess.run(["bash", str(Path(__file__).with_name("mediapipe_venv.sh"))], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["bash", str(Path(__file__).with_name("mediapipe_venv.sh"))], check=True, capture_output=True, text=True
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -61,8 +65,10 @@ def bench_speed(args) -> None:
         frames = frames[: args.frames]
     stack = np.stack(frames)
     n = len(frames)
-    print(f"clip {video.name}: {n} frames {frames[0].shape[1]}x{frames[0].shape[0]}; "
-          f"decoding (OpenCV, ours) {n / decode_s:.1f} frames/s; torch threads {args.threads}")
+    print(
+        f"clip {video.name}: {n} frames {frames[0].shape[1]}x{frames[0].shape[0]}; "
+        f"decoding (OpenCV, ours) {n / decode_s:.1f} frames/s; torch threads {args.threads}"
+    )
 
     lm = HandLandmarker(LandmarkerOptions(device="cpu", max_hands=2, tracking=True, lanes=1))
     list(lm.iter_source(stack[: min(n, 10)]))  # warm-up
@@ -76,16 +82,40 @@ def bench_speed(args) -> None:
         m = run_worker(py, "speed", str(video), "--frames", str(n), threads=args.threads)
         mp_fps.append(m["frames"] / m["process_s"])
         mp_two = float(np.mean([c == 2 for c in m["hands_per_frame"]]))
-        print(f"  round {r + 1}: ours {ours_fps[-1]:.1f} fps, MediaPipe {mp_fps[-1]:.1f} fps "
-              f"(MediaPipe's own decoding {m['frames'] / m['decode_s']:.1f} fps)", flush=True)
+        print(
+            f"  round {r + 1}: ours {ours_fps[-1]:.1f} fps, MediaPipe {mp_fps[-1]:.1f} fps "
+            f"(MediaPipe's own decoding {m['frames'] / m['decode_s']:.1f} fps)",
+            flush=True,
+        )
     t0 = time.perf_counter()
     list(lm.iter_source(video))
     e2e = n / (time.perf_counter() - t0) if not args.frames else float("nan")
     o, m = statistics.median(ours_fps), statistics.median(mp_fps)
-    print(f"ours      {o:.1f} frames/s (decoded frames in memory); {e2e:.1f} frames/s from the file "
-          f"(background decoding); two hands in {100 * ours_two:.1f} % of frames")
+    print(
+        f"ours      {o:.1f} frames/s (decoded frames in memory); {e2e:.1f} frames/s from the file "
+        f"(background decoding); two hands in {100 * ours_two:.1f} % of frames"
+    )
     print(f"MediaPipe {m:.1f} frames/s (decoded frames in memory); two hands in {100 * mp_two:.1f} % of frames")
     print(f"ratio ours/MediaPipe {o / m:.2f}")
+    print_tracks(results)
+
+
+def print_tracks(results) -> None:
+    """Per track: frames, side, frames whose own handedness disagrees, largest wrist step between
+    consecutive frames (fraction of the ROI size); and the frames with fewer than two hands."""
+    tracks: dict[int, dict[int, object]] = {}
+    for r in results:
+        for h in r.hands:
+            tracks.setdefault(h.track_id, {})[r.frame_index] = h
+    for tid, obs in sorted(tracks.items()):
+        steps = [np.linalg.norm(h.kp2d[0] - obs[f - 1].kp2d[0]) / h.roi[2] for f, h in obs.items() if f - 1 in obs]
+        sides = sorted({h.side for h in obs.values()})
+        disagree = sum(h.side_score < 0.5 for h in obs.values())
+        print(
+            f"  track {tid}: {len(obs)} frames, side {'/'.join(sides)}, {disagree} frames disagreeing, "
+            f"largest wrist step {max(steps, default=0):.3f} ROI sizes"
+        )
+    print(f"  frames with fewer than two hands: {[r.frame_index for r in results if len(r.hands) < 2]}")
 
 
 def bench_accuracy(args) -> None:
@@ -103,8 +133,7 @@ def bench_accuracy(args) -> None:
 
     torch.set_num_threads(args.threads)
     data = load_annotated_set(args.set)
-    lm = HandLandmarker(LandmarkerOptions(device="cpu", max_hands=2, tracking=False,
-                                          refine=args.refine))
+    lm = HandLandmarker(LandmarkerOptions(device="cpu", max_hands=2, tracking=False, refine=args.refine))
     t0 = time.perf_counter()
     ours = evaluate_set(data, landmarker_predictor(lm))
     ours_s = time.perf_counter() - t0
@@ -113,8 +142,9 @@ def bench_accuracy(args) -> None:
     m = run_worker(py, "predict", *[str(im.path) for im in data.images], threads=args.threads)
     per_image = []
     for im, hands in zip(data.images, m["images"], strict=True):
-        preds = [Prediction(np.asarray(h["kp2d"]), None if h["world"] is None else np.asarray(h["world"]))
-                 for h in hands]
+        preds = [
+            Prediction(np.asarray(h["kp2d"]), None if h["world"] is None else np.asarray(h["world"])) for h in hands
+        ]
         per_image.append(score_image(im, preds))
     theirs = summarize(data.name, per_image)
 
@@ -125,8 +155,10 @@ def bench_accuracy(args) -> None:
         x, y = a[key], b[key]
         d = None if x is None or y is None else x - y
         print(f"{key:<18}{_f(x):>12}{_f(y):>12}{_f(d, signed=True):>12}")
-    print(f"time per image: HandCap {1000 * ours_s / a['images']:.0f} ms (incl. decoding), "
-          f"MediaPipe {1000 * m['process_s'] / b['images']:.0f} ms (excl. decoding)")
+    print(
+        f"time per image: HandCap {1000 * ours_s / a['images']:.0f} ms (incl. decoding), "
+        f"MediaPipe {1000 * m['process_s'] / b['images']:.0f} ms (excl. decoding)"
+    )
 
 
 def _f(v, signed: bool = False) -> str:

@@ -18,8 +18,13 @@ import numpy as np
 
 
 def _hands(static: bool, max_hands: int = 2):
-    return mp.solutions.hands.Hands(static_image_mode=static, max_num_hands=max_hands, model_complexity=1,
-                                    min_detection_confidence=0.5, min_tracking_confidence=0.5)
+    return mp.solutions.hands.Hands(
+        static_image_mode=static,
+        max_num_hands=max_hands,
+        model_complexity=1,
+        min_detection_confidence=0.5,
+        min_tracking_confidence=0.5,
+    )
 
 
 def _decode(path: str, limit: int | None) -> tuple[list[np.ndarray], float]:
@@ -59,8 +64,13 @@ def speed(args) -> dict:
         counts.append(len(res.multi_hand_landmarks or []))
     dt = time.perf_counter() - t0
     hands.close()
-    return {"frames": len(frames), "decode_s": decode_s, "process_s": dt, "hands_per_frame": counts,
-            "mediapipe": mp.__version__}
+    return {
+        "frames": len(frames),
+        "decode_s": decode_s,
+        "process_s": dt,
+        "hands_per_frame": counts,
+        "mediapipe": mp.__version__,
+    }
 
 
 def predict(args) -> dict:

@@ -44,11 +44,14 @@ class ArmatureMotion:
             loc (T, 3) = wrist ``location`` (wrist bone axes, metres), valid = ``handcap_visible``,
             conf = ``handcap_confidence``.
         interpolation: the keyframe interpolation the pose curves had.
+        keyed: (T,) bool, frames with pose keys (after smoothing also the bridged gaps, which stay
+            not visible: ``motion.valid`` is what was captured).
     """
 
     frames: np.ndarray
     motion: Motion
     interpolation: str
+    keyed: np.ndarray
 
 
 def is_hand_armature(obj) -> bool:
@@ -127,9 +130,10 @@ def read_motion(obj, action) -> ArmatureMotion:
     rot = np.stack([np.stack([sample(p, i, float(i == 0)) for i in range(4)], -1) for p in rot_paths], 1)
     loc = np.stack([sample(loc_path, i, 0.0) for i in range(3)], -1)
     fc = bag.fcurves.find(rot_paths[0], index=0)
-    valid &= np.isin(np.round(frames), np.round(first[0]))  # a frame marked visible but never keyed is no data
+    keyed = np.isin(np.round(frames), np.round(first[0]))
+    valid &= keyed  # a frame marked visible but never keyed is no data
     motion = Motion(rot=rot, loc=loc, valid=valid, conf=conf, groups=MANO_JOINT_GROUPS.copy())
-    return ArmatureMotion(frames=frames, motion=motion, interpolation=fc.keyframe_points[0].interpolation)
+    return ArmatureMotion(frames=frames, motion=motion, interpolation=fc.keyframe_points[0].interpolation, keyed=keyed)
 
 
 def rest_pose(obj) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,8 @@ def _add_capture_arguments(p) -> None:
         return  # a build without the capture command: capture files (.npz) still work
     group = p.add_argument_group("capture options (photos and videos; as for `handcap capture`)")
     for action in capture_parser._actions:
-        if action.option_strings and action.dest not in ("help", "output"):
+        ours = any(o in p._option_string_actions for o in action.option_strings)  # the report's own flag wins
+        if action.option_strings and action.dest not in ("help", "output") and not ours:
             group._add_action(action)
 
 
@@ -77,8 +78,10 @@ def _capture_for(path: Path, out_dir: Path, args):
 
     if path.suffix.lower() == ".npz":
         return read_capture(path)
-    from . import capture as capture_cli
-
+    try:
+        from . import capture as capture_cli
+    except ModuleNotFoundError:
+        raise ValueError("this build has no capture command: only capture files (.npz) can be reported") from None
     # ``handcap capture`` itself does the work (same options, checks and messages); its summary goes to stderr.
     target = out_dir / "capture.npz"
     job = argparse.Namespace(**{**vars(args), "input": str(path), "output": str(target)})

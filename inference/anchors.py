@@ -66,9 +66,7 @@ def ssd_anchors(opts: SsdAnchorOptions = PALM_ANCHOR_OPTIONS) -> np.ndarray:
         )
         wh = np.ones((len(sizes), 2)) if opts.fixed_anchor_size else np.asarray(sizes)
         cells = np.stack([xs.ravel(), ys.ravel()], axis=1)  # (cells, 2)
-        grid = np.concatenate(
-            [np.repeat(cells, len(sizes), axis=0), np.tile(wh, (len(cells), 1))], axis=1
-        )
+        grid = np.concatenate([np.repeat(cells, len(sizes), axis=0), np.tile(wh, (len(cells), 1))], axis=1)
         out.append(grid)
         layer = last
     return np.concatenate(out).astype(np.float32)

@@ -90,12 +90,20 @@ def load_annotated_set(set_dir: str | Path) -> AnnotatedSet:
                 kp3d = None if kp3d is None else np.asarray(kp3d, np.float64).reshape(21, 3)
                 hands.append(GtHand(h.get("side"), kp2d, vis, kp3d))
             k = entry.get("K")
-            images.append(GtImage(root / entry["file"], (int(entry["width"]), int(entry["height"])),
-                                  None if k is None else np.asarray(k, np.float64).reshape(3, 3), hands))
+            images.append(
+                GtImage(
+                    root / entry["file"],
+                    (int(entry["width"]), int(entry["height"])),
+                    None if k is None else np.asarray(k, np.float64).reshape(3, 3),
+                    hands,
+                )
+            )
     except json.JSONDecodeError as exc:
         raise SetFormatError(f"{meta_path}: not valid JSON ({exc})") from None
     except (KeyError, TypeError, ValueError) as exc:
-        raise SetFormatError(f"{meta_path}: does not follow the hands.json format ({type(exc).__name__}: {exc})") from None
+        raise SetFormatError(
+            f"{meta_path}: does not follow the hands.json format ({type(exc).__name__}: {exc})"
+        ) from None
     return AnnotatedSet(str(meta.get("name", root.name)), root, images)
 
 
@@ -158,6 +166,8 @@ class Prediction:
 
     kp2d: np.ndarray
     world: np.ndarray | None = None
+    side: str | None = None  # "left" / "right" when the predictor knows it (the fitted metrics use it)
+    presence: float = 1.0
 
 
 @dataclass
@@ -189,12 +199,18 @@ class EvalSummary:
     def to_json(self) -> dict:
         """The standard keys (``images, hands, detected_rate, kp2d_err_px, pck_0.1, pa_mpjpe_mm_raw``;
         null where not measurable) followed by ``extra``."""
+
         def num(v):
             return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 4)
 
-        out = {"images": self.images, "hands": self.hands, "detected_rate": num(self.detected_rate),
-               "kp2d_err_px": num(self.kp2d_err_px), "pck_0.1": num(self.pck_01),
-               "pa_mpjpe_mm_raw": num(self.pa_mpjpe_mm_raw)}
+        out = {
+            "images": self.images,
+            "hands": self.hands,
+            "detected_rate": num(self.detected_rate),
+            "kp2d_err_px": num(self.kp2d_err_px),
+            "pck_0.1": num(self.pck_01),
+            "pa_mpjpe_mm_raw": num(self.pa_mpjpe_mm_raw),
+        }
         out.update({k: num(v) if isinstance(v, float) else v for k, v in self.extra.items()})
         return out
 
@@ -261,6 +277,6 @@ def landmarker_predictor(landmarker) -> Callable[[list[Path]], list[list[Predict
 
     def predict(paths: list[Path]) -> list[list[Prediction]]:
         results = landmarker.process_images([read_image(p) for p in paths])
-        return [[Prediction(h.kp2d, h.world) for h in r.hands] for r in results]
+        return [[Prediction(h.kp2d, h.world, h.side, h.presence) for h in r.hands] for r in results]
 
     return predict

@@ -164,8 +164,9 @@ class HandLandmarker:
         """One frame for each state (batched across states): detect where needed, landmark, update."""
         o = self.options
         det = [i for i, st in enumerate(states) if st.needs_detection()]
-        palms = dict(zip(det, self.nets.detect_palms([frames[i] for i in det], o.min_detection_score, o.max_hands),
-                         strict=True))
+        palms = dict(
+            zip(det, self.nets.detect_palms([frames[i] for i in det], o.min_detection_score, o.max_hands), strict=True)
+        )
         cands = [st.candidates(palms.get(i, [])) for i, st in enumerate(states)]
         lb = self.nets.landmarks(frames, [np.array([c.roi for c in cs]).reshape(-1, 4) for cs in cands])
         flat = [c for cs in cands for c in cs]
@@ -181,8 +182,19 @@ class HandLandmarker:
             for a in acc:
                 r = rows[a.row]
                 side, score = _side_from(a.p_right)
-                hands.append(HandObservation(a.track_id, lb.kp2d[r], lb.kp_z[r], lb.world[r], float(lb.presence[r]),
-                                             side, score, lb.rois[r], a.p_right))
+                hands.append(
+                    HandObservation(
+                        a.track_id,
+                        lb.kp2d[r],
+                        lb.kp_z[r],
+                        lb.world[r],
+                        float(lb.presence[r]),
+                        side,
+                        score,
+                        lb.rois[r],
+                        a.p_right,
+                    )
+                )
             h, w = frames[i].shape[:2]
             out.append(FrameResult(int(indices[i]), (w, h), hands))
         return out
@@ -246,8 +258,14 @@ class HandLandmarker:
                 continue
             kp = np.stack([h.kp2d for h in res.hands])
             cands = [Candidate(h.roi, None, h.presence) for h in res.hands]
-            acc = state.update(res.frame_index, cands, kp, np.array([h.presence for h in res.hands]),
-                               np.array([h.p_right for h in res.hands]), 0.0)
+            acc = state.update(
+                res.frame_index,
+                cands,
+                kp,
+                np.array([h.presence for h in res.hands]),
+                np.array([h.p_right for h in res.hands]),
+                0.0,
+            )
             res.hands = [copy.copy(res.hands[a.row]) for a in acc]
             for h, a in zip(res.hands, acc, strict=True):
                 h.track_id = a.track_id
@@ -273,8 +291,10 @@ class HandLandmarker:
         idx = src.indices
         bounds = np.linspace(0, len(idx), lanes + 1).round().astype(int)
         starts = [max(0, b - LANE_WARMUP) if k else 0 for k, b in enumerate(bounds[:-1])]
-        iters = [prefetch(iter(_subset(src, idx[s:e])), max(2, o.prefetch // lanes))
-                 for s, e in zip(starts, bounds[1:], strict=True)]
+        iters = [
+            prefetch(iter(_subset(src, idx[s:e])), max(2, o.prefetch // lanes))
+            for s, e in zip(starts, bounds[1:], strict=True)
+        ]
         states = [TrackerState(o.max_hands, tracking=True) for _ in range(lanes)]
         per_lane: list[list[FrameResult]] = [[] for _ in range(lanes)]
         live = list(range(lanes))

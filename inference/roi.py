@@ -171,10 +171,18 @@ def roi_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     test of MediaPipe's AssociationNormRectCalculator."""
     a = np.asarray(a, np.float64).reshape(-1, 4)[:, None]
     b = np.asarray(b, np.float64).reshape(-1, 4)[None]
-    ix = np.clip(np.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2)
-                 - np.maximum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2), 0, None)
-    iy = np.clip(np.minimum(a[..., 1] + a[..., 2] / 2, b[..., 1] + b[..., 2] / 2)
-                 - np.maximum(a[..., 1] - a[..., 2] / 2, b[..., 1] - b[..., 2] / 2), 0, None)
+    ix = np.clip(
+        np.minimum(a[..., 0] + a[..., 2] / 2, b[..., 0] + b[..., 2] / 2)
+        - np.maximum(a[..., 0] - a[..., 2] / 2, b[..., 0] - b[..., 2] / 2),
+        0,
+        None,
+    )
+    iy = np.clip(
+        np.minimum(a[..., 1] + a[..., 2] / 2, b[..., 1] + b[..., 2] / 2)
+        - np.maximum(a[..., 1] - a[..., 2] / 2, b[..., 1] - b[..., 2] / 2),
+        0,
+        None,
+    )
     inter = ix * iy
     union = a[..., 2] ** 2 + b[..., 2] ** 2 - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

@@ -155,8 +155,13 @@ class ArraySource(FrameSource):
         self._frames = stack
         first = to_rgb8(stack[0], "<array>")
         rate = fps if fps is not None else (0.0 if arr.ndim in (2, 3) else DEFAULT_SEQUENCE_FPS)
-        super().__init__("<array>", rate, (first.shape[1], first.shape[0]), len(stack),
-                         _select(len(stack), frames, stride, "<array>"))
+        super().__init__(
+            "<array>",
+            rate,
+            (first.shape[1], first.shape[0]),
+            len(stack),
+            _select(len(stack), frames, stride, "<array>"),
+        )
 
     def __iter__(self):
         for i in self.indices:
@@ -189,8 +194,13 @@ class SequenceSource(FrameSource):
         self.files = list(files)
         indices = _select(len(self.files), frames, stride, pattern)
         first = read_image(self.files[indices[0]])
-        super().__init__(pattern, DEFAULT_SEQUENCE_FPS if fps is None else fps,
-                         (first.shape[1], first.shape[0]), len(self.files), indices)
+        super().__init__(
+            pattern,
+            DEFAULT_SEQUENCE_FPS if fps is None else fps,
+            (first.shape[1], first.shape[0]),
+            len(self.files),
+            indices,
+        )
 
     def __iter__(self):
         for i in self.indices:
@@ -284,9 +294,7 @@ def _pattern_files(pattern: str) -> list[Path]:
     return sorted((Path(p) for p in glob.glob(pattern) if Path(p).is_file()), key=_natural_key)
 
 
-def open_source(
-    src, frames: slice | range | None = None, stride: int = 1, fps: float | None = None
-) -> FrameSource:
+def open_source(src, frames: slice | range | None = None, stride: int = 1, fps: float | None = None) -> FrameSource:
     """Open ``src`` for reading frames.
 
     Args:

@@ -160,8 +160,9 @@ class TrackerState:
         kept = [i for i in kept if not self._conflicting(i, kept, candidates, p_right, next_rois)]
 
         seen = {candidates[i].track_id for i in kept if candidates[i].track_id is not None}
-        result = [Accepted(i, candidates[i].track_id, float(p_right[i])) for i in kept
-                  if candidates[i].track_id is not None]
+        result = [
+            Accepted(i, candidates[i].track_id, float(p_right[i])) for i in kept if candidates[i].track_id is not None
+        ]
         for i in kept:
             if candidates[i].track_id is None:
                 tid = self._identify(kp2d[i], float(p_right[i]), next_rois[i], seen)
@@ -192,8 +193,9 @@ class TrackerState:
         tr = self.tracks[track_id]
         return tr.side if abs(tr.side_evidence) >= SETTLED_EVIDENCE else None
 
-    def _conflicting(self, i: int, kept: list[int], cands: list[Candidate], p_right: np.ndarray,
-                     rois: np.ndarray) -> bool:
+    def _conflicting(
+        self, i: int, kept: list[int], cands: list[Candidate], p_right: np.ndarray, rois: np.ndarray
+    ) -> bool:
         """Result i confidently shows side S, next to it (ROI IoU > SLID_IOU) is a result j that is S too and
         belongs to a track settled as S, while i's own track is not settled as S: i is a confused view of
         j's hand (a tracked ROI that slid onto the other hand, or a palm found on a hand hiding another)."""

@@ -314,7 +314,8 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
 
     bl_idname = "handcap.capture_clip"
     bl_label = "Capture Hands"
-    bl_options = {"REGISTER", "UNDO"}
+    # No REGISTER: a redo panel would re-run the whole inference on every tweak. UNDO: one step for the result.
+    bl_options = {"UNDO"}
 
     source: EnumProperty(
         name="Footage",
@@ -357,10 +358,11 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
     )
 
     def invoke(self, context, event):
+        wm = context.window_manager
         if self.source != "ACTIVE_CLIP" and not self.filepath:
-            context.window_manager.fileselect_add(self)
+            wm.fileselect_add(self)  # the options show in the file browser's side panel (draw)
             return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return wm.invoke_props_dialog(self, width=360, confirm_text="Capture")
 
     def execute(self, context):
         return self.start(context)

@@ -107,7 +107,8 @@ class HANDCAP_OT_pose_photo(WorkerOperator, bpy.types.Operator):
 
     bl_idname = "handcap.pose_photo"
     bl_label = "Pose from Photo"
-    bl_options = {"REGISTER", "UNDO"}
+    # No REGISTER: a redo panel would re-run the whole inference on every tweak. UNDO: one step for the result.
+    bl_options = {"UNDO"}
 
     source: EnumProperty(
         name="Photo",
@@ -131,10 +132,11 @@ class HANDCAP_OT_pose_photo(WorkerOperator, bpy.types.Operator):
     )
 
     def invoke(self, context, event):
+        wm = context.window_manager
         if self.source == "FILE" and not self.filepath:
-            context.window_manager.fileselect_add(self)
+            wm.fileselect_add(self)
             return {"RUNNING_MODAL"}
-        return self.execute(context)
+        return wm.invoke_props_dialog(self, width=360, confirm_text="Pose")
 
     def execute(self, context):
         return self.start(context)

@@ -31,7 +31,7 @@ _UI = {
     "filled_weight": ("Filled Weight", "How much bridged frames count inside the filter", {"min": 0, "max": 1}),
     "min_confidence": ("Min Confidence", "Frames with lower detection confidence are replaced", {"min": 0, "max": 1}),
     "reject_outliers": ("Reject Outliers", "Replace frames whose joints jump away from their neighbours", {}),
-    "outlier_threshold": ("Outlier Threshold", "Times the clip's typical joint deviation", {"min": 0.5}),
+    "outlier_threshold": ("Outlier Threshold", "Times the clip's typical deviation from the neighbours", {"min": 0.5}),
     "outlier_min_mm": ("Outlier Minimum (mm)", "Smallest joint jump that counts as an outlier", {"min": 0}),
     "outlier_weight": ("Outlier Weight", "0 replaces outlier frames, more keeps part of them", {"min": 0, "max": 1}),
     "reduce_keys": ("Reduce Keys", "Drop keys that linear interpolation reproduces within the tolerances", {}),

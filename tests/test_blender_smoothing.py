@@ -259,8 +259,8 @@ def counting_capture_files(tmp_path_factory):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_default_smoothing_on_real_footage(hc, counting_capture):
-    """Default settings on a real capture (whose fit already has a temporal prior): jitter down at least 3x,
-    joints within 4 mm of the raw capture on average (measured: 3.6x / 3.2 mm right, 4.0x / 2.6 mm left)."""
+    """Default settings on a real capture (whose fit already has a temporal prior): jitter down at least 2.5x,
+    joints within 3 mm of the raw capture on average (measured: 3.0x / 2.4 mm right, 3.2x / 2.0 mm left)."""
     _, path = counting_capture
     cap = hc.mod("core.capture").read_capture(path)
     assert set(cap.hands) == {"right", "left"}
@@ -268,5 +268,5 @@ def test_default_smoothing_on_real_footage(hc, counting_capture):
     for side, arm in arms.items():
         report = hc.mod("builders.smooth").smooth_armature(arm)
         print(f"{side}: {report.summary()}")
-        assert report.jitter_reduction >= 3.0, report
-        assert report.deviation_mean_mm < 4.0, report
+        assert report.jitter_reduction >= 2.5, report
+        assert report.deviation_mean_mm < 3.0, report

@@ -436,12 +436,21 @@ def _fcurves(action):
     return out
 
 
-def test_pose_from_photo_without_hands_reports_and_changes_nothing(hc, tmp_path, worker_prefs):
+def test_capture_active_clip_keys_land_on_the_clips_scene_frames(hc, sample, worker_prefs):
+    """The main UI path: the active Movie Clip, a custom scene range, a stride; keys where the clip shows
+    the captured frames (clip starts at scene frame 20, so source frame i is at scene frame 20 + i)."""
     bpy = hc.bpy
-    pose = hc.mod("operators.pose_photo")
-    blank = tmp_path / "wall.png"
-    pose.write_png(blank, np.full((120, 160, 3), 128, np.uint8))
-    before = snapshot(bpy)
-    with pytest.raises(RuntimeError, match="Capture failed: no hand found"):
-        bpy.ops.handcap.pose_photo(source="FILE", filepath=str(blank))
-    assert snapshot(bpy) == before
+    clip = bpy.data.movieclips.load(str(sample))
+    clip.frame_start = 20
+    bpy.context.scene.active_clip = clip
+    result = bpy.ops.handcap.capture_clip(
+        source="ACTIVE_CLIP", range_mode="CUSTOM", frame_first=50, frame_last=59, stride=3, camera="FOV", fov=50.0
+    )
+    assert result == {"FINISHED"}
+    rigs = _rigs(bpy)
+    assert set(rigs) == {"right", "left"}
+    for obj in rigs.values():
+        assert tuple(obj["handcap_source_frames"]) == (30, 39)  # source frames 30, 33, 36, 39
+        assert tuple(obj["handcap_scene_frames"]) == (50, 59)
+        keyed = {kp.co[0] for fc in _fcurves(obj.animation_data.action) for kp in fc.keyframe_points}
+        assert keyed == {50.0, 53.0, 56.0, 59.0}

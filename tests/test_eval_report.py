@@ -85,6 +85,9 @@ def test_report_numbers_equal_evaluate_json(evaluated):
     assert everyone["values"][-1] <= 2 / 3 + 1e-9  # the missed hand counts as 0 in the "all hands" curve
     for h in detected:  # per-joint errors average to the per-hand number
         assert np.mean(h["joint_err_px"]) == pytest.approx(h["kp2d_err_px"], rel=1e-9)
+    for key in ("pa_mpjpe_mm_fitted", "root_depth_err_mm", "reproj_err_px_fitted"):
+        if plain.get(key) is not None:  # fitted per-hand values (stored rounded to 4 digits) give the mean
+            assert np.mean([h["fitted"][key] for h in detected]) == pytest.approx(plain[key], abs=2e-4)
     # The HTML page shows the same values.
     page = (report_dir / "index.html").read_text()
     for key in ("kp2d_err_px", "pck_0.1", "pa_mpjpe_mm_raw"):
@@ -101,6 +104,9 @@ def test_missed_hand_is_reported_first(evaluated):
     assert not blank["detected"] and blank["kp2d_err_px"] is None and "missed hand" in blank["categories"]
     for image in report["images"]:
         assert (report_dir / image["overlay"]).is_file()
+    for h in report["hands"]:  # handedness is judged wherever both sides are known
+        wrong = h["detected"] and h["side_gt"] and h["side_pred"] and h["side_gt"] != h["side_pred"]
+        assert ("wrong handedness" in h["categories"]) == bool(wrong)
     assert report["pck3d"] and all(0.0 <= c["auc"] <= 1.0 for c in report["pck3d"])
     for plot in ("pck_2d.png", "pck_3d.png"):
         assert cv2.imread(str(report_dir / plot)) is not None
@@ -186,15 +192,15 @@ def test_failure_categories():
         _row(25.0, box=500.0),  # over 2 x median (5.5), but small for its box
         _row(4.0, box=18.0),  # 4 px on an 18 px hand: over 0.2 of the box
         _row(3.0, finger=(2, 30.0)),  # middle finger off by 30 px on a 100 px hand
-        _row(5.0, fitted={"root_depth_err_mm": 80.0, "gt_root_depth_mm": 400.0}),
-        _row(5.0, fitted={"root_depth_err_mm": 10.0, "gt_root_depth_mm": 400.0}),
-        _row(5.0, fitted={"root_depth_err_mm": -12.0, "gt_root_depth_mm": 400.0}),
+        _row(5.0, fitted={"root_depth_err_mm": 80.0, "root_depth_err_pct": 20.0}),  # over 2 x median and 15 %
+        _row(5.0, fitted={"root_depth_err_mm": 10.0, "root_depth_err_pct": 2.5}),
+        _row(5.0, fitted={"root_depth_err_mm": 12.0, "root_depth_err_pct": 16.0}),  # a near hand: 16 % of 75 mm
     ]
     cats = categorise(rows)
     assert cats["missed hand"] == [rows[2]]
     assert cats["wrong handedness"] == [rows[3]]
     assert cats["large 2D error"] == [rows[4], rows[5]]  # median 5 px: over 10 px, or over 0.2 of the box
-    assert cats["depth error"] == [rows[7]]
+    assert cats["depth error"] == [rows[7], rows[9]]
     assert cats["finger error"] == [rows[6]]  # mean 8.1 px is fine, the middle finger is not
     assert rows[6].categories == ["finger error"] and rows[0].categories == []
     mild = [_row(5.0), _row(5.0), _row(4.0, finger=(0, 22.0))]
@@ -207,10 +213,29 @@ def test_report_without_images_or_3d(tmp_path):
     gt = GtHand("right", np.stack([np.linspace(10, 90, 21), np.linspace(20, 60, 21)], 1), np.ones(21, bool), None)
     image = GtImage(tmp_path / "images" / "gone.jpg", (120, 100), None, [gt])
     pred = Prediction(gt.kp2d + [3.0, 4.0], np.zeros((21, 3)))
+    pred.side = "left"  # a predictor that reports sides (the ground truth says right)
     score = ImageScore(image, [pred], [HandScore(0, 0, 5.0, 1.0)])
+    # what inference.fitting.evaluation.add_fitted_metrics leaves per ground-truth hand
+    score.extra["fitted"] = [{"reproj_err_px_fitted": 4.25, "root_depth_err_mm": 90.0, "root_depth_err_pct": 20.0}]
     report = build_eval_report(summarize("tiny", [score]), tmp_path, tmp_path / "rep")
     assert report.metrics["kp2d_err_px"] == 5.0 and report.metrics["pa_mpjpe_mm_raw"] is None
+    assert report.categories["wrong handedness"] == [("images/gone.jpg", 0)]
+    assert report.categories["depth error"] == [("images/gone.jpg", 0)]  # 20 % of the true depth
+    assert report.entries[0].hands[0].fitted["reproj_err_px_fitted"] == 4.25
+    page = report.index.read_text()
+    assert "<th>reproj_err_px_fitted</th>" in page and "<td>4.25</td>" in page
     assert report.plots == ["pck_2d.png"] and not report.pck3d
     assert any("gone.jpg" in n for n in report.notes)
     np.testing.assert_allclose(report.finger_err_px, 5.0)
     assert (tmp_path / "rep" / report.entries[0].overlay).is_file()
+
+
+def test_unwritable_report_folder_keeps_the_numbers(tmp_path):
+    from handcap.cli import CliError
+    from handcap.cli.report import write_evaluation_report
+
+    gt = GtHand(None, np.stack([np.linspace(10, 90, 21), np.linspace(20, 60, 21)], 1), np.ones(21, bool), None)
+    score = ImageScore(GtImage(tmp_path / "a.jpg", (120, 100), None, [gt]), [], [HandScore(0, None)])
+    (tmp_path / "taken").write_text("a file where the report folder should go")
+    with pytest.raises(CliError, match=r"cannot write the report into .*taken.*\"detected_rate\": 0\.0"):
+        write_evaluation_report(summarize("tiny", [score]), tmp_path, tmp_path / "taken")

@@ -81,8 +81,14 @@ def test_scores_summary_and_json_keys(tmp_path):
     summary = summarize("tiny", [score])
     out = summary.to_json()
     assert list(out) == KEYS
-    assert out == {"images": 1, "hands": 2, "detected_rate": 0.5, "kp2d_err_px": 5.0, "pck_0.1": 1.0,
-                   "pa_mpjpe_mm_raw": 0.0}
+    assert out == {
+        "images": 1,
+        "hands": 2,
+        "detected_rate": 0.5,
+        "kp2d_err_px": 5.0,
+        "pck_0.1": 1.0,
+        "pa_mpjpe_mm_raw": 0.0,
+    }
     summary.extra["pa_mpjpe_mm_fitted"] = 7.123456
     assert summary.to_json()["pa_mpjpe_mm_fitted"] == 7.1235
     empty = summarize("none", [score_image(image, [])]).to_json()
@@ -119,24 +125,38 @@ def test_cli_on_generated_set_without_hands(tmp_path):
     entries = []
     for i in range(2):
         cv2.imwrite(str(tmp_path / "images" / f"{i}.png"), np.full((160, 200, 3), 90 * i, np.uint8))
-        entries.append({"file": f"images/{i}.png", "width": 200, "height": 160, "K": None,
-                        "hands": [{"side": "right", "kp2d": kp.tolist(), "visible": [True] * 21,
-                                   "kp3d_cam_mm": None}]})
+        entries.append(
+            {
+                "file": f"images/{i}.png",
+                "width": 200,
+                "height": 160,
+                "K": None,
+                "hands": [{"side": "right", "kp2d": kp.tolist(), "visible": [True] * 21, "kp3d_cam_mm": None}],
+            }
+        )
     (tmp_path / "hands.json").write_text(json.dumps({"name": "blank", "images": entries}))
-    code, out, err = run_cli("evaluate", str(tmp_path), "--json", "--device", "cpu")
+    code, out, err = run_cli("evaluate", str(tmp_path), "--json", "--device", "cpu", "--no-fit")
     assert code == 0, err
-    assert json.loads(out) == {"images": 2, "hands": 2, "detected_rate": 0.0, "kp2d_err_px": None,
-                               "pck_0.1": None, "pa_mpjpe_mm_raw": None}
+    res = json.loads(out)
+    assert list(res)[: len(KEYS)] == KEYS  # the landmark metrics first; fitted-model ones may follow
+    assert {k: res[k] for k in KEYS} == {
+        "images": 2,
+        "hands": 2,
+        "detected_rate": 0.0,
+        "kp2d_err_px": None,
+        "pck_0.1": None,
+        "pa_mpjpe_mm_raw": None,
+    }
 
 
 @pytest.mark.skipif(not ASSET_PATH.is_file(), reason=f"needs the converted weights {ASSET_PATH}")
 def test_cli_on_real_set():
     root = shared_path("freihand_2d")
-    code, out, err = run_cli("evaluate", str(root), "--json", "--device", "cpu")
+    code, out, err = run_cli("evaluate", str(root), "--json", "--device", "cpu", "--no-fit")
     assert code == 0, err
     res = json.loads(out)
-    assert list(res) == KEYS and res["images"] == 8 and res["hands"] == 8
+    assert list(res)[: len(KEYS)] == KEYS and res["images"] == 8 and res["hands"] == 8
     # MediaPipe 0.10.21 finds 6 of these 8 hands with a 10.9 px mean error (benchmarks/bench_landmarks.py)
     assert res["detected_rate"] >= 0.75 and res["kp2d_err_px"] < 12.0 and res["pck_0.1"] > 0.4
-    code, text, _ = run_cli("evaluate", str(root), "--device", "cpu", "--refine", "off")
+    code, text, _ = run_cli("evaluate", str(root), "--device", "cpu", "--refine", "off", "--no-fit")
     assert code == 0 and "detected" in text and "2D error" in text

@@ -75,7 +75,7 @@ def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
         # camera-frame placement: depth is only as good as the hand's size, but within a few percent here
         depth_err = np.abs(fit.kp3d[:, 0, 2] - clip.kp3d[:, 0, 2]) / clip.kp3d[:, 0, 2]
         assert depth_err.mean() < 0.05
-        assert np.nanmean(fit.err2d_px) < noise_px + 1.0
+        assert np.nanmean(fit.err2d_px) < 1.3 * noise_px + 1.0  # mean noise distance is 1.25 sigma
         assert fit.theta.shape == (60, 16, 3) and fit.transl.shape == (60, 3) and fit.beta.shape == (10,)
         # MANO convention: wrist = J0(beta) + transl
         assert np.allclose(fit.kp3d[:, 0], fit.rest_joints[0] + fit.transl, atol=1e-9)
@@ -89,9 +89,12 @@ def test_fit_is_deterministic(models):
 
 
 def test_single_photo(models):
-    clip = synthetic.synthetic_clip(models["left"], K, (1280, 720), 1, seed=7)
-    (fit,), _ = F.fit_hands([models["left"]], [clip.obs], K)
-    assert _root_rel_mm(fit.kp3d, clip.kp3d).mean() < 1.0
+    # one frame says little about the shape (the shape prior dominates): use the mean shape here
+    for seed in range(7, 10):
+        clip = synthetic.synthetic_clip(models["left"], K, (1280, 720), 1, seed=seed, beta_std=0.0)
+        (fit,), _ = F.fit_hands([models["left"]], [clip.obs], K)
+        assert _root_rel_mm(fit.kp3d, clip.kp3d).mean() < 1.0
+        assert abs(fit.kp3d[0, 0, 2] - clip.kp3d[0, 0, 2]) < 0.01 * clip.kp3d[0, 0, 2]
 
 
 def test_gaps_and_nans_are_masked_and_filled(models):
@@ -220,3 +223,21 @@ def test_camera_options():
         intrinsics_from_options(640, 480, fov_deg=200)
     with pytest.raises(CameraOptionsError, match="positive"):
         intrinsics_from_options(640, 480, focal_px=-3)
+
+
+def test_fitted_evaluation_scores(models):
+    from handcap.inference.evaluation import GtHand, GtImage, Prediction
+    from handcap.inference.fitting.evaluation import fit_scores
+
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 1, seed=2, beta_std=0.0)
+    gt = GtHand("right", clip.obs.kp2d[0], np.ones(21, bool), clip.kp3d[0] * 1000)
+    image = GtImage(None, (1280, 720), K, [gt])
+    pred = Prediction(clip.obs.kp2d[0], clip.obs.world[0], "right", 1.0)
+    s = fit_scores(image, pred, gt, models, F.FitOptions())
+    assert s["pa_mpjpe_mm_fitted"] < 1.0 and s["mpjpe_cam_mm_fitted"] < 5.0 and s["reproj_err_px_fitted"] < 0.5
+    assert s["root_depth_err_pct"] < 1.0 and s["root_depth_err_mm"] == pytest.approx(
+        s["root_depth_err_pct"] * clip.kp3d[0, 0, 2] * 10
+    )
+    # without K only the 2D and the shape scores are defined
+    image.K = None
+    assert set(fit_scores(image, pred, gt, models, F.FitOptions())) == {"pa_mpjpe_mm_fitted", "reproj_err_px_fitted"}

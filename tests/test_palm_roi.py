@@ -141,8 +141,10 @@ def test_landmark_roi_rotates_hand_upright(angle):
     sub = kp[[0, 1, 2, 3, 5, 6, 9, 10, 13, 14, 17, 18]]
     long = max(np.ptp(sub[:, 0]), np.ptp(sub[:, 1]))
     np.testing.assert_allclose(ref[2], 2 * long)
-    np.testing.assert_allclose(ref[:2], [(sub[:, 0].min() + sub[:, 0].max()) / 2,
-                                         (sub[:, 1].min() + sub[:, 1].max()) / 2 - 0.1 * np.ptp(sub[:, 1])])
+    np.testing.assert_allclose(
+        ref[:2],
+        [(sub[:, 0].min() + sub[:, 0].max()) / 2, (sub[:, 1].min() + sub[:, 1].max()) / 2 - 0.1 * np.ptp(sub[:, 1])],
+    )
 
 
 def test_palm_roi():

@@ -72,7 +72,6 @@ def test_bad_options_are_user_errors(tmp_path):
 
 
 @pytest.mark.shared_data
-@pytest.mark.slow
 def test_photos_are_captured_then_reported(tmp_path):
     """A real photo is captured (capture options passed through) and reported; a blank photo fails with the
     capture's own message while the other input is still done."""

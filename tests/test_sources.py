@@ -59,8 +59,15 @@ def test_numpy_arrays_of_any_common_type():
     np.testing.assert_array_equal(got[0][1], 255 - rgb)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((0, 0, 3), np.uint8), np.zeros((10, 0, 3), np.uint8),
-                                 np.zeros((4, 4, 2), np.uint8), np.full((4, 4, 3), np.nan)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((0, 0, 3), np.uint8),
+        np.zeros((10, 0, 3), np.uint8),
+        np.zeros((4, 4, 2), np.uint8),
+        np.full((4, 4, 3), np.nan),
+    ],
+)
 def test_bad_arrays_raise_source_error(bad):
     with pytest.raises(SourceError):
         list(open_source(bad))
@@ -147,3 +154,35 @@ def test_image_sequences_folder_glob_and_printf(tmp_path):
     _write(tmp_path / "p_003.png", rgb[:20])  # a frame of another size
     with pytest.raises(SourceError, match="p_003.png"):
         list(open_source(str(tmp_path / "p_%03d.png")))
+
+
+def test_prefetch_decodes_ahead_and_reraises():
+    from handcap.inference.batching import prefetch
+
+    assert list(prefetch(iter(range(20)), depth=3)) == list(range(20))
+
+    def broken():
+        yield 1
+        raise SourceError("frame 2 is corrupt")
+
+    it = prefetch(broken())
+    assert next(it) == 1
+    with pytest.raises(SourceError, match="corrupt"):
+        next(it)
+    endless = prefetch(iter(int, 1), depth=2)  # never ends: closing must stop the thread
+    assert next(endless) == 0
+    endless.close()
+
+
+def test_device_resolution():
+    import torch
+
+    from handcap.inference.batching import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="device"):
+        resolve_device("quantum")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -170,7 +170,7 @@ def main() -> None:
         )
         tip = 8  # index fingertip
         z_raw = np.where(raw.motion.valid, p_raw[:, tip, 2] * 1000, np.nan)
-        z_new = np.where(new.motion.valid, p_new[:, tip, 2] * 1000, np.nan)
+        z_new = np.where(new.keyed, p_new[:, tip, 2] * 1000, np.nan)  # bridged gaps included
         panels_depth.append(
             (
                 f"{side} hand: index fingertip distance from the camera",

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation, Slerp
 
+from ...core import anatomy
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from . import ik, solver
 
@@ -48,9 +49,9 @@ class FitOptions:
     w_3d: float = 0.2
     sigma_2d: float = 0.25
     sigma_3d: float = 0.5
-    w_pose: float = 1e-4  # pull of the finger rotations towards the flat hand (radians^2)
-    w_twist: float = 1e-2  # extra pull of twist about the bone towards zero
-    w_shape: float = 1e-2  # per clip, not per frame: MediaPipe's proportions are biased the same way in every frame
+    w_pose: float = 1e-5  # pull of the finger rotations towards the flat hand (radians^2)
+    w_twist: float = 1e-3  # extra pull of twist about the bone towards zero
+    w_shape: float = 3e-4  # |beta|^2 per seen frame (tuned on ge2019_dev); beta is also kept within +-3
     w_rot_velocity: float = 1e-3
     w_rot_accel: float = 1e-2
     w_transl_velocity: float = 1e-3
@@ -58,6 +59,29 @@ class FitOptions:
     hand_scale_m: float = 0.05
     init_shape: bool = True  # estimate beta from the 3D landmarks' bone lengths before the IK
     device: str = "cpu"
+
+    def validate(self) -> None:
+        it = tuple(self.iterations)
+        if len(it) != 3 or not all(isinstance(n, int) and n >= 0 for n in it):
+            raise FitError(f"iterations must be three step counts >= 0 (stages 1, 2, 3), got {self.iterations!r}")
+        for name in (
+            "w_2d",
+            "w_3d",
+            "w_pose",
+            "w_twist",
+            "w_shape",
+            "w_rot_velocity",
+            "w_rot_accel",
+            "w_transl_velocity",
+            "w_transl_accel",
+        ):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise FitError(f"{name} must be a finite weight >= 0, got {v!r}")
+        for name in ("sigma_2d", "sigma_3d", "hand_scale_m"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v > 0):
+                raise FitError(f"{name} must be positive, got {v!r}")
 
 
 @dataclass
@@ -115,7 +139,7 @@ class HandFit:
 
 @dataclass
 class FitReport:
-    """What the optimiser did: seconds and final loss per stage, L-BFGS iterations per stage."""
+    """What the optimiser did: seconds and total cost after each stage, Levenberg-Marquardt steps per stage."""
 
     seconds: dict[str, float] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
@@ -143,7 +167,9 @@ def _clean(obs: HandObservations) -> HandObservations:
     conf = np.clip(np.nan_to_num(np.asarray(obs.kp_conf, np.float64)), 0.0, 1.0)
     conf = np.where(np.isfinite(kp2d).all(-1), conf, 0.0)
     world_valid = np.asarray(obs.world_valid, bool) & np.isfinite(world).all((1, 2))
-    return HandObservations(np.nan_to_num(kp2d), conf, np.nan_to_num(world), world_valid)
+    return HandObservations(
+        np.nan_to_num(kp2d, posinf=0.0, neginf=0.0), conf, np.nan_to_num(world, posinf=0.0, neginf=0.0), world_valid
+    )
 
 
 def _np(x) -> np.ndarray:
@@ -207,7 +233,8 @@ def _initialise(model, obs: HandObservations, k: np.ndarray, options: FitOptions
     theta = np.zeros((t, NUM_JOINTS, 3))
     frames = _np(model.joint_frames)
     theta[iv] = ik.ik_from_world(world, rest0 + shape_dirs @ beta, frames, _np(model.parents).astype(int))
-    theta[iv] = ik.clamp_to_limits(theta[iv], frames, _np(model.joint_limits))
+    # noisy landmarks give twists and hyper-extensions no hand makes: start inside the limits
+    theta[iv, 1:] = anatomy.clamp_to_limits(theta[iv, 1:], frames[1:], _np(model.joint_limits)[1:])
     with torch.no_grad():
         th = torch.as_tensor(theta[iv], dtype=_DTYPE, device=dev)
         bt = torch.as_tensor(np.tile(beta, (len(iv), 1)), dtype=_DTYPE, device=dev)
@@ -249,6 +276,7 @@ def fit_hands(
     priors mean the same at any fps and stride); progress: called with (steps done, steps total).
     """
     options = options or FitOptions()
+    options.validate()
     k = np.asarray(k, dtype=np.float64)
     if k.shape != (3, 3) or not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
         raise FitError(f"camera matrix must be a finite 3x3 with positive focal lengths, got {k.tolist()}")
@@ -339,7 +367,7 @@ def _finish(obs, k, theta, beta, transl, kp, rest_joints) -> HandFit:
     uv = kp[..., :2] / kp[..., 2:] * np.array([k[0, 0], k[1, 1]]) + np.array([k[0, 2], k[1, 2]])
     d2 = np.linalg.norm(uv - obs.kp2d, axis=-1)
     seen = obs.kp_conf > 0
-    err2d = np.where(valid, (d2 * seen).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
+    err2d = np.where(valid, np.where(seen, d2, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
     rel = kp - kp.mean(1, keepdims=True)
     err3d = np.where(valid, 1000.0 * np.linalg.norm(rel - world_in_camera(obs, k), axis=-1).mean(1), np.nan)
     return HandFit(theta, beta, transl, kp, rest_joints, valid.copy(), err2d, err3d)

@@ -192,13 +192,14 @@ def fit_shape(
     weights: np.ndarray | None = None,
     sigma_m: float = 0.004,
     iterations: int = 10,
+    max_beta: float = 3.0,
 ) -> np.ndarray:
     """Shape beta (10,) whose rest keypoints match the pose-invariant distances seen in the 3D landmarks.
 
     rest0: (21, 3) rest keypoints at beta = 0; shape_dirs: (21, 3, 10) their change per unit beta (exactly
     linear for MANO: J(beta) and vertices are linear in beta); world: (N, 21, 3) observed landmarks (metres);
     weights: (N,) frame weights. The target of each rigid distance is its weighted median over the frames.
-    Gauss-Newton on sum ((d(beta) - d_obs) / sigma_m)^2 + |beta|^2.
+    Gauss-Newton on sum ((d(beta) - d_obs) / sigma_m)^2 + |beta|^2, beta kept within +-max_beta.
     """
     world = np.asarray(world, dtype=np.float64)
     a, b = RIGID_PAIRS[:, 0], RIGID_PAIRS[:, 1]
@@ -214,7 +215,7 @@ def fit_shape(
         jac = np.einsum("pc,pck->pk", unit, shape_dirs[a] - shape_dirs[b]) / sigma_m
         res = (d - d_obs) / sigma_m
         step = np.linalg.solve(jac.T @ jac + np.eye(len(beta)), -(jac.T @ res + beta))
-        beta = beta + step
+        beta = np.clip(beta + step, -max_beta, max_beta)
         if np.abs(step).max() < 1e-6:
             break
     return beta
@@ -224,16 +225,3 @@ def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
     order = np.argsort(x)
     cw = np.cumsum(w[order])
     return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])
-
-
-def clamp_to_limits(theta: np.ndarray, joint_frames: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """Clip finger rotations (N, 16, 3) into the joint limits (16, 3, 2) expressed in the joint frames
-    (16, 3, 3); the global orientation (joint 0) is left alone. Noisy landmarks give IK twists and
-    hyper-extensions no hand can make; starting the fit inside the limits avoids fighting them later."""
-    frames = np.asarray(joint_frames, dtype=np.float64)[1:]
-    lim = np.asarray(limits, dtype=np.float64)[1:]
-    local = np.einsum("jab,nja->njb", frames, theta[:, 1:])
-    local = np.clip(local, lim[..., 0], lim[..., 1])
-    out = theta.copy()
-    out[:, 1:] = np.einsum("jab,njb->nja", frames, local)
-    return out

@@ -25,6 +25,7 @@ from . import priors
 
 NUM_POSE = 3 * NUM_JOINTS  # 48
 NUM_PARAMS = NUM_POSE + 3  # + wrist direction (2) and log depth (1)
+MAX_BETA = 3.0  # shape coefficients are population standard deviations: keep the hand plausible
 _EPS = 1e-6  # finite-difference step (radians / beta units), float64
 
 # Which finite-difference probe supplies each (keypoint, pose column): probes 0-2 the root components,
@@ -85,6 +86,9 @@ class HandSolver:
         self.beta = init["beta"].clone()
         self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
         self.lam_beta = 1e-3
+        # one shape prior per seen frame: the landmarks' proportions are biased the same way in every frame, so
+        # more frames must not let the shape drift further from plausible hands
+        self.shape_weight = weights.w_shape * max(float(data["valid"].sum()), 1.0) ** 0.5
         self.probe = torch.as_tensor(_PROBE, device=dev)
         self.kp_index = torch.arange(NUM_KEYPOINTS, device=dev)[:, None].expand(NUM_KEYPOINTS, NUM_POSE)
         # finite-difference perturbations of theta for the 12 probes, (12, 16, 3)
@@ -269,7 +273,8 @@ class HandSolver:
         wts = torch.cat([w2.repeat_interleave(2, 1), w3.repeat_interleave(3, 1)], 1)
         res = torch.cat([r2.reshape(t, -1), r3.reshape(t, -1)], 1)
         wjac = jac * wts[..., None]
-        hess = wjac.transpose(1, 2) @ jac
+        # the Gauss-Newton matrix only shapes the step: single precision halves its cost (gradients stay double)
+        hess = (wjac.float().transpose(1, 2) @ jac.float()).to(jac.dtype)
         grad = ((wts * res)[:, None] @ jac)[:, 0]
         if not with_beta:
             return data_cost, hess, grad, None, None, None
@@ -296,21 +301,34 @@ class HandSolver:
         pts = self.points(thetas, betas).reshape(t, NUM_BETAS, NUM_KEYPOINTS, 3)
         return ((pts - base[:, None]) / _EPS).permute(0, 2, 3, 1)
 
-    def _frame_system(self, x, cols, data_hess, data_grad, lam):
-        """Data + prior Gauss-Newton system of frames, limits held, damped: (hess, grad, free mask, prior cost)."""
+    def _frame_system(self, x, cols, data_hess, data_grad, lam, idx=None):
+        """Data + prior Gauss-Newton system of frames ``idx`` (all when None; data_hess / data_grad / lam of
+        all frames), limits held, damped: (hess, grad, free mask, prior cost), each of frames ``idx``."""
         pc, pg, pdiag, root_h, wrist_h, _ = self.prior_terms(x)
-        full = torch.diag_embed(pdiag)
-        full[:, :3, :3] += root_h
-        full[:, NUM_POSE:, NUM_POSE:] += wrist_h
+        if idx is not None:
+            x, lam, data_hess, data_grad = x[idx], lam[idx], data_hess[idx], data_grad[idx]
+            pc, pg, pdiag, root_h, wrist_h = pc[idx], pg[idx], pdiag[idx], root_h[idx], wrist_h[idx]
+        n = len(cols)
+        hess = data_hess.clone()
+        if n == NUM_PARAMS:
+            hess.diagonal(dim1=1, dim2=2).add_(pdiag)
+            hess[:, :3, :3] += root_h
+            hess[:, NUM_POSE:, NUM_POSE:] += wrist_h
+        else:  # a subset of the columns (stage 1): assemble the prior blocks, then pick
+            full = torch.diag_embed(pdiag)
+            full[:, :3, :3] += root_h
+            full[:, NUM_POSE:, NUM_POSE:] += wrist_h
+            hess += full[:, cols][:, :, cols]
         grad = data_grad + pg[:, cols]
-        hess = data_hess + full[:, cols][:, :, cols]
         xc = x[:, cols]
         held = ((xc <= self.lower[cols] + 1e-9) & (grad > 0)) | ((xc >= self.upper[cols] - 1e-9) & (grad < 0))
         free = (~held).to(x.dtype)
         grad = grad * free
-        hess = hess * free[:, :, None] * free[:, None, :] + torch.diag_embed(1 - free)
-        diag = torch.diagonal(hess, dim1=1, dim2=2)
-        hess = hess + torch.diag_embed(lam[:, None] * (diag + 1e-6 * diag.mean(1, keepdim=True)))
+        if bool(held.any()):
+            hess.mul_(free[:, :, None]).mul_(free[:, None, :])
+            hess.diagonal(dim1=1, dim2=2).add_(1 - free)
+        diag = hess.diagonal(dim1=1, dim2=2)
+        diag.add_(lam[:, None] * (diag + 1e-6 * diag.mean(1, keepdim=True)))
         return hess, grad, free, pc
 
     def _apply(self, x: torch.Tensor, cols: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -330,8 +348,8 @@ class HandSolver:
         cols = torch.nonzero(active)[:, 0]
         _, data_hess, data_grad, coupling, hess_b, grad_b = self._data_system(x, active, with_beta=True)
         eye = torch.eye(NUM_BETAS, dtype=x.dtype, device=x.device)
-        hess_b = hess_b + self.w.w_shape * eye
-        grad_b = grad_b + self.w.w_shape * self.beta
+        hess_b = hess_b + self.shape_weight * eye
+        grad_b = grad_b + self.shape_weight * self.beta
         before = self.total_cost()
         for _ in range(4):
             hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, self.lam)
@@ -347,7 +365,8 @@ class HandSolver:
             d_beta = -torch.linalg.solve(schur, schur_g)
             step = -(sol[..., 0] + (sol[..., 1:] @ d_beta[:, None])[..., 0])
             old_x, old_beta = self.x, self.beta
-            self.x, self.beta = self._apply(x, cols, step), self.beta + d_beta
+            self.x = self._apply(x, cols, step)
+            self.beta = torch.clamp(self.beta + d_beta, -MAX_BETA, MAX_BETA)
             if self.total_cost() < before:
                 self.lam = (self.lam / 3).clamp(min=1e-7)
                 self.lam_beta = max(self.lam_beta / 3, 1e-7)
@@ -373,11 +392,11 @@ class HandSolver:
         for group in range(min(3, t)):
             sel = frame_ids[frame_ids % 3 == group]
             lam = self.lam[sel]
-            hess, grad, _, pc = self._frame_system(self.x, cols, data_hess, data_grad, self.lam)
-            step = -_spd_solve(hess[sel], grad[sel])
+            hess, grad, _, pc = self._frame_system(self.x, cols, data_hess, data_grad, self.lam, sel)
+            step = -_spd_solve(hess, grad)
             x_new = self.x.clone()
             x_new[sel] = self._apply(self.x[sel], cols, step)
-            better = self.frame_cost(x_new, sel) < data_cost[sel] + pc[sel]
+            better = self.frame_cost(x_new, sel) < data_cost[sel] + pc
             self.lam[sel] = torch.where(better, lam / 3, lam * 5).clamp(1e-7, 1e7)
             keep = sel[better]
             self.x[keep] = x_new[keep]
@@ -388,7 +407,7 @@ class HandSolver:
         p = self.points(self.theta, self.beta.expand(t, NUM_BETAS))
         r2, _, r3 = self.data_residuals(p, self.wrist(self.x))
         data = self.data_weights(r2, r3)[0].sum()
-        return float(data + self.prior_terms(self.x)[5]) + self.w.w_shape * float(self.beta @ self.beta)
+        return float(data + self.prior_terms(self.x)[5]) + self.shape_weight * float(self.beta @ self.beta)
 
 
 def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,12 @@ Failure categories, per ground-truth hand (a hand may fall in several):
   ground-truth wrist depth (only where a fitted hand and 3D ground truth exist);
 * ``finger error``: one finger's mean 2D error over 0.2 of the hand box while the hand as a whole is not a
   large 2D error (the report also tabulates the mean error of every finger).
+
+Fitted results (``inference.fitting.evaluation.add_fitted_metrics``) reach the report through
+``ImageScore.extra["fitted"]``: per ground-truth hand a dict (None where unmatched) of ``pa_mpjpe_mm_fitted``,
+``mpjpe_cam_mm_fitted``, ``reproj_err_px_fitted``, ``root_depth_err_mm`` (|fitted - true| wrist depth, mm)
+and ``root_depth_err_pct`` (the same in % of the true depth). Each becomes a column of the per-image table;
+the last two drive the depth error category. Wrong handedness needs the predictions to carry ``side``.
 """
 
 from __future__ import annotations
@@ -157,14 +163,10 @@ def _visible(g: GtHand) -> np.ndarray:
 
 
 def _fitted_metrics(score: ImageScore, gt_index: int) -> dict[str, float]:
-    """Per-hand fitted metrics a fitting stage left in ``ImageScore.extra``: either ``extra["hands"]`` (one
-    dict per ground-truth hand) or top-level numbers when the image has one hand."""
-    extra = score.extra or {}
-    per_hand = extra.get("hands")
-    source = per_hand[gt_index] if isinstance(per_hand, list) and gt_index < len(per_hand) else extra
-    if source is extra and len(score.image.hands) != 1:
-        return {}
-    return {k: float(v) for k, v in (source or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    """Numbers the fitting stage left for ground-truth hand ``gt_index`` in ``score.extra["fitted"]``."""
+    per_hand = (score.extra or {}).get("fitted")
+    hand = per_hand[gt_index] if isinstance(per_hand, list) and gt_index < len(per_hand) else None
+    return {k: float(v) for k, v in (hand or {}).items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def hand_row(score: ImageScore, gi: int, root: Path) -> HandRow:
@@ -223,10 +225,9 @@ def categorise(rows: list[HandRow]) -> dict[str, list[HandRow]]:
             if large:
                 r.categories.append("large 2D error")
             d = r.fitted.get("root_depth_err_mm")
-            gt_depth = r.fitted.get("gt_root_depth_mm")
+            pct = r.fitted.get("root_depth_err_pct", float("nan"))
             if d is not None and np.isfinite(d):
-                rel = gt_depth is not None and abs(d) > DEPTH_RELATIVE * abs(gt_depth)
-                if abs(d) > DEPTH_MEDIAN_FACTOR * med_depth or rel:
+                if abs(d) > DEPTH_MEDIAN_FACTOR * med_depth or abs(pct) > 100 * DEPTH_RELATIVE:
                     r.categories.append("depth error")
             if not large and np.nanmax(np.append(r.finger_err_px, 0.0)) > LARGE_2D_BOX_FRACTION * r.box_px:
                 r.categories.append("finger error")
