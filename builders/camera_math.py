@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.capture import CameraIntrinsics
+from ..core.capture import CameraIntrinsics, project_points
 
 #: OpenCV camera axes in a Blender camera's local frame (rotation of 180 degrees about X).
 OPENCV_IN_BLENDER_CAMERA = np.diag([1.0, -1.0, -1.0])
@@ -95,10 +95,7 @@ def intrinsics_from_camera(
 
 def project(points_cam: np.ndarray, k: CameraIntrinsics) -> np.ndarray:
     """(..., 3) OpenCV camera-frame points -> (..., 2) pixels (NaN behind the camera)."""
-    p = np.asarray(points_cam, dtype=np.float64)
-    z = p[..., 2]
-    safe = np.where(z > 1e-9, z, np.nan)
-    return np.stack([k.fx * p[..., 0] / safe + k.cx, k.fy * p[..., 1] / safe + k.cy], axis=-1)
+    return project_points(points_cam, k.matrix)
 
 
 def world_to_opencv(points_world: np.ndarray, camera_world: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from ..core.keypoints import FINGERS, MANO_PARENTS, NUM_JOINTS, HandKeypoint
 from ..core.lbs import global_transforms, rodrigues
 from ..core.naming import FINGER_JOINTS
+from ..core.quat import make_continuous  # noqa: F401  (re-exported: one hemisphere rule for keys and filters)
 
 #: Rotation of the "camera space" Empty: OpenCV camera axes -> Blender world for a
 #: camera at the origin looking along +Y (x -> +X, y (down) -> -Z, z (forward) -> +Y).
@@ -193,22 +194,6 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
         ],
         -2,
     )
-
-
-def make_continuous(quats: np.ndarray) -> np.ndarray:
-    """Flip signs along axis 0 (time) so consecutive quaternions lie in the same hemisphere.
-
-    ``q`` and ``-q`` are the same rotation, but interpolating between keys of opposite
-    sign swings the long way round. (T, ..., 4) -> same shape.
-    """
-    q = np.array(quats, dtype=np.float64, copy=True)
-    if len(q) < 2:
-        return q
-    # Sign of each step relative to its predecessor; a running product makes it cumulative.
-    dots = np.sum(q[1:] * q[:-1], axis=-1)
-    step = np.where(dots < 0, -1.0, 1.0)
-    sign = np.concatenate([np.ones((1,) + step.shape[1:]), np.cumprod(step, axis=0)])
-    return q * sign[..., None]
 
 
 def pose_to_bone_basis(theta: np.ndarray, transl: np.ndarray, rest_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

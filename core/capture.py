@@ -74,6 +74,13 @@ class CameraIntrinsics:
         return cls.from_fov(width, height, 55.0)
 
 
+def project_points(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """(..., 3) camera-frame points (OpenCV axes) -> (..., 2) pixels; points at or behind the camera -> NaN."""
+    p = np.asarray(points, dtype=np.float64)
+    z = p[..., 2:3]
+    return p[..., :2] / np.where(z > 1e-9, z, np.nan) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
+
+
 @dataclass
 class HandTrack:
     """One physical hand over the clip (T = number of captured frames).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ...core.capture import project_points
 from ...core.keypoints import KEYPOINT_BONES, KEYPOINT_FINGER
 
 #: RGB colour per finger (thumb, index, middle, ring, pinky) and for the wrist; chosen far apart in hue so a
@@ -67,11 +68,7 @@ def draw_keypoints(
     return out
 
 
-def project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """(..., 3) camera-frame points -> (..., 2) pixels; points behind the camera become NaN."""
-    z = points[..., 2:3]
-    uv = (points[..., :2] / np.where(z > 1e-6, z, np.nan)) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
-    return uv
+project = project_points  # one pinhole projection for the whole project (core.capture)
 
 
 def draw_mesh(
