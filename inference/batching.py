@@ -75,7 +75,9 @@ def optimize_for_cpu(net: torch.nn.Module, size: int) -> torch.nn.Module:
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # tracer notes on the nets' shape checks (fixed input size)
-            return torch.jit.optimize_for_inference(torch.jit.trace(net, example).eval())
+            # check_trace=False: the default re-runs both graphs to compare them, doubling start-up; the
+            # landmarker and parity tests check the traced nets' outputs instead.
+            return torch.jit.optimize_for_inference(torch.jit.trace(net, example, check_trace=False).eval())
     except (RuntimeError, AttributeError) as exc:
         warnings.warn(f"TorchScript optimisation unavailable ({exc}); running the eager network", stacklevel=2)
         return net
