@@ -1,6 +1,7 @@
 """Time and accuracy of the hand-model fit (target: 210 frames x 2 hands in under 3 s on a 2-core CPU).
 
 Run: .venv/bin/python benchmarks/bench_fit.py [--frames 210] [--repeat 3] [--device cpu] [--real]
+     [--polish-iterations N]
 
 Synthetic part: two smooth random hand clips (built-in model, random shapes, poses inside the joint
 limits) seen by a 1280x720 camera with a 55 degree field of view, observed with 2D noise (--noise-px,
@@ -108,9 +109,12 @@ def main() -> None:
     ap.add_argument("--noise-mm", type=float, default=5.0)
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the fit itself uses 1 on CPU)")
     ap.add_argument("--real", action="store_true", help="also fit the real two-hand clip's landmarks")
+    ap.add_argument(
+        "--polish-iterations", type=int, default=F.FitOptions.polish_iterations, help="final 2D polish steps"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    options = F.FitOptions(device=args.device)
+    options = F.FitOptions(device=args.device, polish_iterations=args.polish_iterations)
     models = {s: load_hand_model("builtin", s, device=args.device, dtype=torch.float64) for s in ("right", "left")}
     synthetic_part(args, models, options)
     if args.real:

@@ -4,10 +4,20 @@ MediaPipe runs in its own venv (<repo>/.cache/mediapipe-venv, created on first u
 benchmarks/mediapipe_venv.sh; never a HandCap dependency), through the legacy ``mp.solutions.hands`` API
 with model_complexity=1 and max 2 hands.
 
-    python benchmarks/bench_landmarks.py speed [--video PATH] [--rounds 3] [--threads 2]
+    python benchmarks/bench_landmarks.py speed [--video PATH] [--rounds 3] [--threads 2] [--profile]
         Tracking mode on a clip. Frames are decoded once up front (decoding timed on its own); each round
         times our tracker and then MediaPipe's over the same in-memory frames. Prints frames/s of each
         (median over rounds), the ratio ours/MediaPipe, and the share of frames with two hands.
+        --profile adds one more pass of ours with a wall-time breakdown per frame (landmark net, palm
+        net, crops, the rest) and the landmark crops and palm passes per frame. --ab also times, in each
+        round right after ours, ours with the TorchScript landmark net (the CPU form before the fused one).
+    python benchmarks/bench_landmarks.py nets [--batches 1 2 4] [--rounds 9] [--threads 2] [--cpu-time]
+        Per-crop (per-image) latency of the landmark (palm) network's CPU forms: eager reference,
+        TorchScript optimize_for_inference, fused oneDNN; TFLite/XNNPACK batch 1 for reference when
+        tflite-runtime and the cached wheel are there. Interleaved A, B, C, A, B, C ... in one process on
+        real crops; medians in ms per crop and each form's largest deviation from the eager net.
+        --cpu-time times the calling thread's CPU time instead of wall time (steadier on a busy machine;
+        meaningful with --threads 1).
     python benchmarks/bench_landmarks.py accuracy [--set PATH] [--refine average|second|off]
         Still-image mode on an annotated set: our evaluate metrics and MediaPipe's, scored by the same code
         (handcap.inference.evaluation), and the deltas.
@@ -72,12 +82,18 @@ def bench_speed(args) -> None:
 
     lm = HandLandmarker(LandmarkerOptions(device="cpu", max_hands=2, tracking=True, lanes=1))
     list(lm.iter_source(stack[: min(n, 10)]))  # warm-up
-    ours_fps, mp_fps, ours_two, mp_two = [], [], 0.0, 0.0
+    lm_ts = torchscript_landmarker(lm, stack[: min(n, 10)]) if args.ab else None
+    ours_fps, mp_fps, ts_fps, ours_two, mp_two = [], [], [], 0.0, 0.0
     for r in range(args.rounds):
         t0 = time.perf_counter()
         results = list(lm.iter_source(stack))
         dt = time.perf_counter() - t0
         ours_fps.append(n / dt)
+        if lm_ts is not None:
+            t0 = time.perf_counter()
+            list(lm_ts.iter_source(stack))
+            ts_fps.append(n / (time.perf_counter() - t0))
+            print(f"  round {r + 1}: ours with the TorchScript landmark net {ts_fps[-1]:.1f} fps", flush=True)
         ours_two = float(np.mean([len(res.hands) == 2 for res in results]))
         m = run_worker(py, "speed", str(video), "--frames", str(n), threads=args.threads)
         mp_fps.append(m["frames"] / m["process_s"])
@@ -97,7 +113,69 @@ def bench_speed(args) -> None:
     )
     print(f"MediaPipe {m:.1f} frames/s (decoded frames in memory); two hands in {100 * mp_two:.1f} % of frames")
     print(f"ratio ours/MediaPipe {o / m:.2f}")
+    if ts_fps:
+        t = statistics.median(ts_fps)
+        print(f"ours with the TorchScript landmark net {t:.1f} frames/s; ratio ours/that {o / t:.2f}")
     print_tracks(results)
+    if args.profile:
+        print_profile(lm, stack)
+
+
+def torchscript_landmarker(lm, warmup: np.ndarray):
+    """A second landmarker like ``lm`` whose landmark net is the TorchScript form (optimize_for_cpu)."""
+    import copy
+
+    from handcap.inference.batching import LANDMARK_INPUT_SIZE, optimize_for_cpu
+    from handcap.inference.landmarker import HandLandmarker
+    from handcap.inference.nets import load_landmark_net
+
+    nets = copy.copy(lm.nets)
+    nets.landmark_net = optimize_for_cpu(load_landmark_net(), LANDMARK_INPUT_SIZE)
+    other = HandLandmarker(copy.deepcopy(lm.options), nets=nets)
+    list(other.iter_source(warmup))
+    return other
+
+
+class _Timed:
+    """Wraps a callable; adds its wall time and the length of its argument ``count_arg`` (the batch size)
+    to a tally."""
+
+    def __init__(self, fn, tally: dict, key: str, count_arg: int = 0):
+        self.fn, self.tally, self.key, self.count_arg = fn, tally, key, count_arg
+
+    def __call__(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = self.fn(*args, **kwargs)
+        t = self.tally.setdefault(self.key, [0.0, 0, 0])
+        t[0] += time.perf_counter() - t0
+        t[1] += 1
+        t[2] += len(args[self.count_arg])
+        return out
+
+
+def print_profile(lm, stack: np.ndarray) -> None:
+    """One tracked pass over ``stack`` with the networks and the crop function timed (wall ms per frame)."""
+    from handcap.inference import batching
+
+    tally: dict = {}
+    nets, crop = lm.nets, batching.crop_rois
+    nets.landmark_net = _Timed(nets.landmark_net, tally, "landmark net")
+    nets.palm_net = _Timed(nets.palm_net, tally, "palm net")
+    batching.crop_rois = _Timed(crop, tally, "crops", count_arg=1)
+    try:
+        t0 = time.perf_counter()
+        list(lm.iter_source(stack))
+        total = time.perf_counter() - t0
+    finally:
+        nets.landmark_net, nets.palm_net, batching.crop_rois = nets.landmark_net.fn, nets.palm_net.fn, crop
+    n = len(stack)
+    parts = []
+    for key in ("landmark net", "palm net", "crops"):
+        s, calls, items = tally.get(key, [0.0, 0, 0])
+        per = f"{1000 * s / items:.2f} ms/item" if items else "-"
+        parts.append(f"{key} {1000 * s / n:.2f} ({calls / n:.2f} calls, {items / n:.2f} items/frame, {per})")
+    rest = total - sum(v[0] for v in tally.values())
+    print(f"profile, wall ms/frame: {'; '.join(parts)}; rest {1000 * rest / n:.2f}; total {1000 * total / n:.2f}")
 
 
 def print_tracks(results) -> None:
@@ -116,6 +194,85 @@ def print_tracks(results) -> None:
             f"largest wrist step {max(steps, default=0):.3f} ROI sizes"
         )
     print(f"  frames with fewer than two hands: {[r.frame_index for r in results if len(r.hands) < 2]}")
+
+
+def bench_nets(args) -> None:
+    import cv2
+    import torch
+
+    from handcap.inference.batching import fuse_for_cpu, optimize_for_cpu
+    from handcap.inference.nets import load_landmark_net, load_palm_net
+
+    torch.set_num_threads(args.threads)
+    files = sorted((DATA / "freihand_2d" / "images").glob("*.jpg"))
+    if not files:
+        sys.exit(f"no crops at {DATA / 'freihand_2d' / 'images'}")
+    images = [cv2.imread(str(f))[..., ::-1] for f in files]
+    clock = time.thread_time if args.cpu_time else time.perf_counter
+    print(
+        f"per crop / image, {'thread CPU' if args.cpu_time else 'wall'} ms, median of {args.rounds} interleaved "
+        f"rounds; torch threads {args.threads}; dev: largest deviation of the first output from the eager net"
+    )
+    for name, net, size in (("landmark net", load_landmark_net(), 224), ("palm net", load_palm_net(), 192)):
+        forms = {"eager": net, "torchscript": optimize_for_cpu(net, size), "fused": fuse_for_cpu(net)}
+        print(f" {name} (fused form: {type(forms['fused']).__name__})")
+        crops = np.stack([cv2.resize(im, (size, size)) for im in images])
+        for bs in args.batches:
+            x = torch.from_numpy(crops[np.arange(bs) % len(crops)]).permute(0, 3, 1, 2).float().div(255.0)
+            _time_forms(forms, x, args.rounds, clock)
+        if name == "landmark net" and (tflite := _tflite_landmark(args.threads)) is not None:
+            sample = crops[:1].astype(np.float32) / 255.0
+            ms = [1000 * _time_tflite(tflite, sample, clock) for _ in range(args.rounds)]
+            med = statistics.median(ms)
+            print(f"  TFLite 2.14 XNNPACK (tflite-runtime, batch 1, {args.threads} threads): {med:.2f}")
+
+
+def _time_forms(forms: dict, x, rounds: int, clock) -> None:
+    """Interleaved timing of ``forms`` on the batch ``x`` (NHWC memory, as HandNets feeds them)."""
+    import torch
+
+    bs = len(x)
+    times: dict[str, list[float]] = {k: [] for k in forms}
+    with torch.inference_mode():
+        ref = forms["eager"](x)[0]
+        dev = {k: float((ref - f(x)[0]).abs().max()) for k, f in forms.items()}  # also the warm-up
+        reps = max(1, 8 // bs)
+        for _ in range(rounds):
+            for k, f in forms.items():
+                t0 = clock()
+                for _ in range(reps):
+                    f(x)
+                times[k].append(1000 * (clock() - t0) / reps / bs)
+    cells = [f"{k} {statistics.median(v):.2f} (dev {dev[k]:.1g} px)" for k, v in times.items()]
+    print(f"  batch {bs}: " + ", ".join(cells), flush=True)
+
+
+def _tflite_landmark(threads: int):
+    """MediaPipe's hand_landmark_full.tflite in tflite-runtime (test extra), or None where absent."""
+    try:
+        from tflite_runtime.interpreter import Interpreter
+    except ImportError:
+        return None
+    sys.path.insert(0, str(REPO / "tools"))
+    from convert_mediapipe import read_wheel_models
+    from fetch_mediapipe_wheel import DEFAULT_DEST, WHEEL_NAME
+
+    if not (DEFAULT_DEST / WHEEL_NAME).is_file():
+        return None
+    interp = Interpreter(model_content=read_wheel_models(DEFAULT_DEST / WHEEL_NAME)["landmark"], num_threads=threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def _time_tflite(interp, sample: np.ndarray, clock, reps: int = 8) -> float:
+    index = interp.get_input_details()[0]["index"]
+    interp.set_tensor(index, sample)
+    interp.invoke()
+    t0 = clock()
+    for _ in range(reps):
+        interp.set_tensor(index, sample)
+        interp.invoke()
+    return (clock() - t0) / reps
 
 
 def bench_accuracy(args) -> None:
@@ -175,6 +332,13 @@ def main() -> None:
     s.add_argument("--frames", type=int, default=0, help="use only the first N frames")
     s.add_argument("--rounds", type=int, default=3)
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--profile", action="store_true", help="add a per-frame time breakdown of our pipeline")
+    s.add_argument("--ab", action="store_true", help="also time ours with the TorchScript landmark net")
+    nt = sub.add_parser("nets", help="per-crop latency of the landmark network's CPU forms")
+    nt.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4])
+    nt.add_argument("--rounds", type=int, default=9)
+    nt.add_argument("--threads", type=int, default=2)
+    nt.add_argument("--cpu-time", action="store_true", help="thread CPU time instead of wall time")
     a = sub.add_parser("accuracy", help="evaluate metrics, ours vs MediaPipe (still images)")
     a.add_argument("--set", default=str(DATA / "ge2019_dev"))
     a.add_argument("--refine", choices=("average", "second", "off"), default="average")
@@ -182,7 +346,7 @@ def main() -> None:
     args = ap.parse_args()
     if not DATA.is_dir() and ("--video" not in sys.argv and "--set" not in sys.argv):
         sys.exit(f"no data at {DATA}; pass --video / --set")
-    bench_speed(args) if args.mode == "speed" else bench_accuracy(args)
+    {"speed": bench_speed, "nets": bench_nets, "accuracy": bench_accuracy}[args.mode](args)
 
 
 if __name__ == "__main__":

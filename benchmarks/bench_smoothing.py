@@ -10,6 +10,10 @@ from the skeleton's forward kinematics. Prints, per method with its default sett
 keypoint error against the truth (all frames; glitches included in the raw row), the jitter
 (mean joint acceleration, mm/frame^2, truth given for reference), the deviation from the raw
 capture and the time per 1000 frames of one hand.
+
+--capture TAKE.npz: instead, readouts on a real capture file (``python -m handcap capture``): per hand, the
+fit's reprojection error (kp3d projected with the capture's intrinsics vs the detected kp2d, mean over the
+keypoints of the valid frames, px) and the default smoothing's jitter reduction and deviation.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 import numpy as np
 
 from handcap.core import anatomy, handmodel, quat
-from handcap.core.capture import HandTrack
+from handcap.core.capture import HandTrack, project_points, read_capture
 from handcap.core.capture_smoothing import DISTAL, hand_positions, smooth_track
 from handcap.core.cleanup import jitter_mm
 from handcap.core.smoothing import SmoothingSettings
@@ -72,11 +76,33 @@ def clip(frames: int, seed: int):
     return track, truth
 
 
+def real_capture(path: str) -> None:
+    cap = read_capture(path)
+    settings = SmoothingSettings()
+    print(
+        f"{path}: {len(cap.frames)} frames at {cap.fps:.2f} fps, "
+        f"default smoothing ({settings.method}, sigma {settings.sigma})"
+    )
+    for side, track in cap.hands.items():
+        err = np.linalg.norm(project_points(track.kp3d.astype(np.float64), cap.intrinsics.matrix) - track.kp2d, axis=-1)
+        _, res = smooth_track(track, settings, cap.fps)
+        r = res.report
+        print(
+            f"{side:5s}: reprojection {err[track.valid].mean():.2f} px over {int(track.valid.sum())} frames; "
+            f"jitter {r.jitter_before_mm:.2f} -> {r.jitter_after_mm:.2f} mm/frame^2 ({r.jitter_reduction:.2f}x), "
+            f"deviation {r.deviation_mean_mm:.2f} mm mean; |beta| max {np.abs(track.beta).max():.2f}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--capture", metavar="TAKE.npz", help="readouts on a real capture file instead")
     args = ap.parse_args()
+    if args.capture:
+        real_capture(args.capture)
+        return
     clips = [clip(args.frames, seed) for seed in range(args.clips)]
     rows = {}
     for method in ("raw", "gaussian", "savgol", "one_euro", "none"):

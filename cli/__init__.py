@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# Before any subcommand imports torch: see inference/__init__.py (spinning OpenMP waits collapse throughput on
+# a busy machine; the setting only counts before torch loads OpenMP).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {

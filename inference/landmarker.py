@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .batching import HandNets, LandmarkBatch, prefetch
-from .roi import landmark_rois
+from .roi import landmark_rois, mask_hands
 from .sources import FrameSource, open_source, to_rgb8
 from .tracking import DUPLICATE_KP_FRACTION, Candidate, TrackerState
 
@@ -167,7 +167,11 @@ class HandLandmarker:
         palms = dict(
             zip(det, self.nets.detect_palms([frames[i] for i in det], o.min_detection_score, o.max_hands), strict=True)
         )
-        cands = [st.candidates(palms.get(i, [])) for i, st in enumerate(states)]
+        # Tracks anchored next to another hand: look for their palms with the other hands painted out.
+        hide = {i: kp for i, st in enumerate(states) if len(kp := st.masked_search())}
+        found = self.nets.detect_palms([mask_hands(frames[i], kp) for i, kp in hide.items()], o.min_detection_score)
+        masked = dict(zip(hide, found, strict=True))
+        cands = [st.candidates(palms.get(i, []), masked.get(i, [])) for i, st in enumerate(states)]
         lb = self.nets.landmarks(frames, [np.array([c.roi for c in cs]).reshape(-1, 4) for cs in cands])
         flat = [c for cs in cands for c in cs]
         if o.refine != "off":

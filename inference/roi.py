@@ -186,3 +186,21 @@ def roi_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = ix * iy
     union = a[..., 2] ** 2 + b[..., 2] ** 2 - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+#: Paint used by ``mask_hands``: mid-grey, which neither the palm detector nor the landmark model reads as skin.
+MASK_GREY = 128
+
+
+def mask_hands(image: np.ndarray, kp2d: np.ndarray, grow: float = 0.1) -> np.ndarray:
+    """Copy of ``image`` (H, W, 3) uint8 with each hand of ``kp2d`` (N, 21, 2 image pixels) painted out: the
+    convex hull of its landmarks grown by ``grow`` times the long side of their bounding box, mid-grey.
+    Lets the palm detector find a hand that another hand hides in part (it otherwise reports the other's)."""
+    out = image.copy()
+    for kp in np.asarray(kp2d, np.float64).reshape(-1, 21, 2):
+        hull = cv2.convexHull(np.round(kp).astype(np.int32))
+        pad = int(round(grow * np.ptp(kp, axis=0).max()))
+        cv2.fillConvexPoly(out, hull, (MASK_GREY,) * 3)
+        if pad > 0:  # a stroke of width 2 * pad along the hull = the hull grown by pad
+            cv2.polylines(out, [hull], True, (MASK_GREY,) * 3, thickness=2 * pad + 1)
+    return out

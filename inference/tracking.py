@@ -14,6 +14,16 @@ stable track ids:
 * a result that confidently shows side S next to a result of a track settled as S, while its own track is
   not S, is a confused view of that hand (a tracked ROI that slid onto the other hand while hiding behind
   it, or a palm found there) and is dropped for that frame;
+* unless that result is a tracked hand ENTANGLED with the other one: intertwined hands make the landmark
+  model's handedness (and its landmarks, frame after frame) follow the hand that fills most of the crop.
+  A track settled as the other side whose result stays on its own hand (wrist near its last clean wrist,
+  well apart from the other wrist, palm nearer its own last clean palm than the other hand's) is kept,
+  with its honest frame handedness, but is ANCHORED: its ROI and landmarks of the last clean frame stay
+  the ones proposed and compared against (chaining ROIs from confused landmarks slides them onto the other
+  hand), until a frame's handedness agrees with the track again or the hands part, for at most
+  ``CONTESTED_FRAMES`` frames in a row. Meanwhile the palm detector looks for it in the frame with the
+  other hands painted out (``masked_search``); a palm found near its anchor gives its ROI for that frame.
+  A frame whose view of it is implausible drops it for that frame only: it is looked for again next frame;
 * a hand missing from a frame keeps its last good ROI for up to ``COAST_FRAMES`` frames, so it is picked
   up again where it was hidden without waiting for the palm detector.
 """
@@ -41,8 +51,12 @@ CONFIDENT_SIDE = 0.75
 SETTLED_EVIDENCE = 3.0
 #: Next-ROI IoU above which two results claiming the same side conflict.
 SLID_IOU = 0.2
+#: The rigid part of a hand: wrist and the finger MCPs.
+PALM = [K.WRIST, K.INDEX_MCP, K.MIDDLE_MCP, K.RING_MCP, K.PINKY_MCP]
 #: Frames a missing hand keeps proposing its last good ROI.
 COAST_FRAMES = 0
+#: Most consecutive frames a track entangled with another hand is kept on its anchor (about half a second).
+CONTESTED_FRAMES = 15
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Track:
     last_frame: int
     side_evidence: float = 0.0  # sum over frames of (2 * P(right) - 1)
     misses: int = 0  # consecutive frames without a result
+    contested: int = 0  # consecutive frames kept on the anchor (roi, kp2d) while entangled with another hand
 
     @property
     def active(self) -> bool:
@@ -99,16 +114,36 @@ class TrackerState:
 
     def followed(self) -> list[Track]:
         """Tracks whose ROI is looked at in the next frame (found lately)."""
-        return [t for t in self.tracks.values() if t.misses <= COAST_FRAMES] if self.tracking else []
+        if not self.tracking:
+            return []
+        # An anchored track missed in a frame (its view there was implausible) is still looked for while its
+        # anchor lasts: the hand is known to be there, hidden in part by the other one.
+        return [t for t in self.tracks.values() if t.misses <= COAST_FRAMES or 0 < t.contested < CONTESTED_FRAMES]
 
     def needs_detection(self) -> bool:
         """MediaPipe runs the palm detector unless max_hands hands were found in the previous frame."""
         return not self.tracking or sum(t.active for t in self.tracks.values()) < self.max_hands
 
-    def candidates(self, palms: list[PalmDetection]) -> list[Candidate]:
+    def masked_search(self) -> np.ndarray:
+        """(N, 21, 2) landmarks of the hands to paint out of this frame before looking for the palms of the
+        anchored tracks entangled with them (``mask_hands``); empty when no track is anchored."""
+        followed = self.followed()
+        if not any(t.contested for t in followed):
+            return np.zeros((0, 21, 2))
+        return np.array([t.kp2d for t in followed if not t.contested]).reshape(-1, 21, 2)
+
+    def candidates(self, palms: list[PalmDetection], masked_palms: list[PalmDetection] = ()) -> list[Candidate]:
         """ROIs for this frame: followed hands first (most recently found first), then palms that are not
-        one of them."""
-        out = [Candidate(t.roi, t.id) for t in sorted(self.followed(), key=lambda t: t.misses)]
+        one of them. ``masked_palms`` (found with ``masked_search``'s hands painted out) re-place the ROI of
+        an anchored track whose anchor wrist lies within SAME_PALM_FRACTION of its ROI size."""
+        out = []
+        for t in sorted(self.followed(), key=lambda t: t.misses):
+            roi = t.roi
+            near = [p for p in masked_palms if t.contested and self._near_anchor(p, t)]
+            if near:
+                p = min(near, key=lambda p: np.linalg.norm(p.keypoints[0] - t.kp2d[K.WRIST]))
+                roi = palm_rois(p.box[None], p.keypoints[None])[0]
+            out.append(Candidate(roi, t.id))
         if not palms:
             return out
         rois = palm_rois(np.stack([p.box for p in palms]), np.stack([p.keypoints for p in palms]))
@@ -117,6 +152,10 @@ class TrackerState:
                 continue
             out.append(Candidate(roi, None, palm.score))
         return out
+
+    @staticmethod
+    def _near_anchor(palm: PalmDetection, track: Track) -> bool:
+        return bool(np.linalg.norm(palm.keypoints[0] - track.kp2d[K.WRIST]) < SAME_PALM_FRACTION * track.roi[2])
 
     @staticmethod
     def _same_palm(palm: PalmDetection, roi: np.ndarray, track: Track) -> bool:
@@ -157,7 +196,9 @@ class TrackerState:
             if not any(self._duplicate(i, j, kp2d, next_rois) for j in kept):
                 kept.append(i)
 
-        kept = [i for i in kept if not self._conflicting(i, kept, candidates, p_right, next_rois)]
+        verdict = {i: self._entanglement(i, kept, candidates, kp2d, p_right, next_rois) for i in kept}
+        kept = [i for i in kept if verdict[i] != "drop"]
+        anchored = {i for i in kept if verdict[i] == "anchor"}
 
         seen = {candidates[i].track_id for i in kept if candidates[i].track_id is not None}
         result = [
@@ -171,11 +212,16 @@ class TrackerState:
 
         for tr in self.tracks.values():
             tr.misses += 1
+            tr.contested += tr.contested > 0  # frames spent on the anchor, found or not
         for acc in result:
             tr = self.tracks.get(acc.track_id)
             if tr is None:
                 tr = self.tracks[acc.track_id] = Track(acc.track_id, next_rois[acc.row], kp2d[acc.row], frame_index)
-            tr.roi, tr.kp2d, tr.last_frame, tr.misses = next_rois[acc.row], kp2d[acc.row], frame_index, 0
+            tr.last_frame, tr.misses = frame_index, 0
+            if acc.row in anchored:  # keep the clean ROI and landmarks; this frame's handedness is confused
+                tr.contested = max(tr.contested, 1)
+                continue
+            tr.roi, tr.kp2d, tr.contested = next_rois[acc.row], kp2d[acc.row], 0
             tr.side_evidence += 2 * acc.p_right - 1
         result.sort(key=lambda a: a.track_id)
         return result
@@ -195,18 +241,63 @@ class TrackerState:
 
     def _conflicting(
         self, i: int, kept: list[int], cands: list[Candidate], p_right: np.ndarray, rois: np.ndarray
-    ) -> bool:
+    ) -> int | None:
         """Result i confidently shows side S, next to it (ROI IoU > SLID_IOU) is a result j that is S too and
         belongs to a track settled as S, while i's own track is not settled as S: i is a confused view of
-        j's hand (a tracked ROI that slid onto the other hand, or a palm found on a hand hiding another)."""
+        j's hand (a tracked ROI that slid onto the other hand, or a palm found on a hand hiding another).
+        Returns that j, else None."""
         claim = _claim(p_right[i])
         if claim is None or self._settled_side(cands[i].track_id) == claim:
-            return False
+            return None
         for j in kept:
             if j != i and _claim(p_right[j]) == claim and self._settled_side(cands[j].track_id) == claim:
                 if roi_iou(rois[i], rois[j])[0, 0] > SLID_IOU:
-                    return True
-        return False
+                    return j
+        return None
+
+    def _entanglement(
+        self,
+        i: int,
+        kept: list[int],
+        cands: list[Candidate],
+        kp2d: np.ndarray,
+        p_right: np.ndarray,
+        rois: np.ndarray,
+    ) -> str:
+        """What to do with result i: "keep" it (an ordinary result), "drop" it (a confused view of another
+        hand) or "anchor" it (a tracked hand entangled with another: kept, but its track stays on its last
+        clean ROI and landmarks)."""
+        tid = cands[i].track_id
+        track = self.tracks.get(tid) if tid is not None else None
+        partner = self._conflicting(i, kept, cands, p_right, rois)
+        if partner is None:
+            if track is None or not track.contested or _claim(p_right[i]) == track.side:
+                return "keep"  # not entangled, or released: the frame shows the track's side again
+            overlap = {j: roi_iou(rois[i], rois[j])[0, 0] for j in kept if j != i}
+            partner = max(overlap, key=overlap.get, default=None)
+            if partner is not None and overlap[partner] <= SLID_IOU:
+                partner = None
+            if partner is None or track.contested >= CONTESTED_FRAMES:
+                return "keep"  # the hands have parted (or the anchor is stale): follow this frame's landmarks
+            return "anchor" if self._stays_on_own_hand(track, kp2d[i], kp2d[partner]) else "drop"
+        if track is None or self._settled_side(tid) is None or track.contested >= CONTESTED_FRAMES:
+            return "drop"
+        return "anchor" if self._stays_on_own_hand(track, kp2d[i], kp2d[partner]) else "drop"
+
+    @staticmethod
+    def _stays_on_own_hand(track: Track, kp: np.ndarray, other: np.ndarray) -> bool:
+        """Result ``kp`` (21, 2) of ``track`` shows the track's own hand, not the hand of the overlapping
+        result ``other``: its wrist lies within SAME_PALM_FRACTION of the track's ROI size of the track's last
+        clean wrist and farther than that from the other wrist, and its palm (wrist and finger MCPs, the rigid
+        part: intertwined fingers may rightly lie on the other hand) lies nearer the track's last clean palm
+        than the other result's (a view sliding onto the other hand drifts toward it)."""
+        tol = SAME_PALM_FRACTION * track.roi[2]
+        own = np.linalg.norm(kp[PALM] - track.kp2d[PALM], axis=-1).mean()
+        return bool(
+            np.linalg.norm(kp[K.WRIST] - track.kp2d[K.WRIST]) < tol
+            and np.linalg.norm(kp[K.WRIST] - other[K.WRIST]) > tol
+            and own < np.linalg.norm(kp[PALM] - other[PALM], axis=-1).mean()
+        )
 
     def _identify(self, kp2d: np.ndarray, p_right: float, roi: np.ndarray, taken: set[int]) -> int:
         """Id for a hand not tracked into this frame: the nearest lost track of the same side, else new."""

@@ -17,7 +17,7 @@ def draw_capture(layout, context) -> None:
     col = layout.column(align=True)
     row = col.row(align=True)
     row.enabled = clip is not None
-    op = row.operator("handcap.capture_clip", text=f"Capture {clip.name}" if clip else "No Active Clip", icon="CLIP")
+    op = row.operator("handcap.capture_clip", text=f"Capture {clip.name}" if clip else "No Active Clip", icon="TRACKER")
     op.source = "ACTIVE_CLIP"
     op = col.operator("handcap.capture_clip", text="Capture Video File", icon="FILE_MOVIE")
     op.source = "FILE"

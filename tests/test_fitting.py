@@ -68,7 +68,7 @@ def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
         for i, s in enumerate(("right", "left"))
     ]
     fits, report = F.fit_hands([models["right"], models["left"]], [c.obs for c in clips], K)
-    assert set(report.seconds) == {"init", "stage1", "stage2", "stage3"}
+    assert set(report.seconds) == {"init", "stage1", "stage2", "stage3", "polish"}
     for clip, fit in zip(clips, fits, strict=True):
         err = _root_rel_mm(fit.kp3d, clip.kp3d)
         assert err.mean() < bound_mm, err.mean()
@@ -79,6 +79,67 @@ def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
         assert fit.theta.shape == (60, 16, 3) and fit.transl.shape == (60, 3) and fit.beta.shape == (10,)
         # MANO convention: wrist = J0(beta) + transl
         assert np.allclose(fit.kp3d[:, 0], fit.rest_joints[0] + fit.transl, atol=1e-9)
+
+
+def test_depth_prior_holds_depth_noise_and_depth_step_lowers_the_cost(models):
+    """Hand at a constant depth with 2 px keypoint noise: the depth comes only from the hand's size in pixels, so
+    per frame it flickers; the log-depth prior (solved over the whole clip by ``depth_step``) holds it."""
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 45, seed=7, noise_px=2.0, depth_range=(0.5, 0.5))
+    flicker = {}
+    for w in (0.0, 10.0):
+        (fit,), _ = F.fit_hands([models["right"]], [clip.obs], K, F.FitOptions(w_depth_accel=w))
+        depth = fit.kp3d[:, 0, 2]
+        flicker[w] = 1000 * np.abs(np.diff(depth, 2)).mean()  # mm / frame^2
+        assert np.abs(depth - clip.kp3d[:, 0, 2]).mean() < 0.03 * 0.5
+    assert flicker[10.0] < 0.5 * flicker[0.0], flicker
+    # one depth step from a fitted state never raises the track's objective
+    from handcap.inference.fitting import solver
+
+    model = models["right"].to(dtype=torch.float64)
+    obs = F._clean(clip.obs)
+    opts = F.FitOptions()
+    init = F._initialise(model, obs, K, opts)
+    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
+    conf = obs.kp_conf
+    data = {
+        "kp2d": tt(obs.kp2d),
+        "conf": tt(conf),
+        "world": tt(F.world_in_camera(obs, K)),
+        "inv_m": tt(1.0 / F._rms_size(obs.world, np.ones(conf.shape))),
+        "valid": tt(obs.valid),
+        "inv_px": tt(1.0 / F._rms_size(obs.kp2d, conf)),
+        "k": tt(K),
+    }
+    weights = solver.Weights(
+        **{f: getattr(opts, f) for f in solver.Weights.__dataclass_fields__ if f != "dt_scale"}, dt_scale=1.0
+    )
+    s = solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights)
+    with torch.no_grad():
+        before = s.total_cost()
+        s.depth_step()
+        assert s.total_cost() <= before
+
+
+def test_polish_follows_the_image_where_3d_landmarks_disagree(models):
+    """MediaPipe's 3D landmarks and its 2D keypoints disagree on proportions. Here the 3D landmarks' fingers are
+    made 20 % shorter than the projected ones: the polish (3D term replaced by a depth prior) brings the
+    reprojection close to the 2D keypoints while keeping the 3D pose (depth about the centroid)."""
+    clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 30, seed=2)
+    obs = clip.obs
+    world = obs.world.copy()
+    for finger in range(5):  # scale each finger's keypoints towards its base
+        base = 1 + 4 * finger
+        chain = world[:, base + 1 : base + 4]
+        world[:, base + 1 : base + 4] = world[:, base : base + 1] + 0.8 * (chain - world[:, base : base + 1])
+    biased = F.HandObservations(obs.kp2d, obs.kp_conf, world, obs.world_valid)
+    fits = {}
+    for n in (0, 3):
+        (fits[n],), report = F.fit_hands([models["right"]], [biased], K, F.FitOptions(polish_iterations=n))
+        assert report.iterations["polish"] == n
+    before, after = np.nanmean(fits[0].err2d_px), np.nanmean(fits[3].err2d_px)
+    assert after < 0.7 * before, (before, after)
+    depth = lambda f: f.kp3d[..., 2] - f.kp3d[..., 2].mean(1, keepdims=True)  # noqa: E731
+    assert 1000 * np.abs(depth(fits[3]) - depth(fits[0])).mean() < 1.0  # mm
 
 
 def test_fit_is_deterministic(models):
@@ -116,8 +177,10 @@ def test_gaps_and_nans_are_masked_and_filled(models):
     assert np.array_equal(fit.valid, expected_valid)
     assert np.isnan(fit.err2d_px[gap]).all() and np.isfinite(fit.err2d_px[expected_valid]).all()
     err = _root_rel_mm(fit.kp3d, clip.kp3d)
-    assert err[expected_valid].mean() < 1.0
-    assert err[5].mean() < 1.0  # NaN keypoints ignored, the rest still fit
+    # Bounds: 0.79 / 0.78 mm before the final 2D polish, 1.00 / 1.20 mm after it (the polish holds stage 3's
+    # depths and follows the image, so on noiseless data it gives up a little 3D accuracy).
+    assert err[expected_valid].mean() < 1.15
+    assert err[5].mean() < 1.35  # NaN keypoints ignored, the rest still fit
     # filled frames follow the motion: wrist inside the span of the frames around the gap
     lo = np.minimum(clip.kp3d[14, 0], clip.kp3d[25, 0]) - 0.03
     hi = np.maximum(clip.kp3d[14, 0], clip.kp3d[25, 0]) + 0.03

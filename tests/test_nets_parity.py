@@ -235,3 +235,46 @@ def test_asset_keeps_float16_and_records_its_source():
         stored = {k[len(prefix) :]: v.shape for k, v in tensors.items() if k.startswith(prefix)}
         assert stored == {k: tuple(v.shape) for k, v in net.state_dict().items()}
     assert set(tensors) == {k for k in tensors if k.startswith(("landmark.", "palm."))}
+
+
+def test_fused_cpu_landmark_net_matches_tflite(tflite_models, landmark_inputs, landmark_net):
+    """The fused oneDNN net that HandNets runs on the CPU keeps the same TFLite parity bounds."""
+    from handcap.inference.nets.fused import FusedLandmarkNet, fused_cpu_available
+
+    if not fused_cpu_available():
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    ref_lm, ref_presence, ref_handed, ref_world = _run_tflite(tflite_models["landmark"], landmark_inputs)
+    n = len(landmark_inputs)
+    with torch.inference_mode():
+        lm, presence, handed, world = (t.numpy() for t in FusedLandmarkNet(landmark_net)(_torch(landmark_inputs)))
+    dev = {
+        "landmarks_px": np.abs(lm - ref_lm.reshape(n, 21, 3)).max(),
+        "world_m": np.abs(world - ref_world.reshape(n, 21, 3)).max(),
+        "presence": np.abs(presence - ref_presence.reshape(n)).max(),
+        "handedness": np.abs(handed - ref_handed.reshape(n)).max(),
+    }
+    print("fused landmark parity, max |fused - tflite|: " + ", ".join(f"{k} {v:.3g}" for k, v in dev.items()))
+    assert dev["landmarks_px"] < LANDMARK_PX
+    assert dev["world_m"] < WORLD_M
+    assert dev["presence"] < PROB and dev["handedness"] < PROB
+    assert np.array_equal(presence > 0.5, ref_presence.reshape(n) > 0.5)
+
+
+def test_fused_cpu_palm_net_matches_tflite(tflite_models, palm_inputs):
+    """The fused oneDNN palm net that HandNets runs on the CPU keeps the same TFLite parity bounds."""
+    from handcap.inference.nets.fused import FusedPalmNet, fused_cpu_available
+
+    if not fused_cpu_available():
+        pytest.skip("this PyTorch build has no oneDNN fused convolution")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    ref_reg, ref_scores = _run_tflite(tflite_models["palm"], palm_inputs)
+    n = len(palm_inputs)
+    with torch.inference_mode():
+        reg, scores = (t.numpy() for t in FusedPalmNet(load_palm_net())(_torch(palm_inputs)))
+    ref_scores = ref_scores.reshape(n, 2016)
+    dev_reg, dev_logit = np.abs(reg - ref_reg).max(), np.abs(scores - ref_scores).max()
+    print(f"fused palm parity, max |fused - tflite|: regressors {dev_reg:.3g} px, score logits {dev_logit:.3g}")
+    assert dev_reg < PALM_PX
+    assert dev_logit < PALM_LOGIT
+    clear = np.abs(ref_scores) > 10 * PALM_LOGIT
+    assert np.array_equal((scores > 0)[clear], (ref_scores > 0)[clear])

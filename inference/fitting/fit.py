@@ -8,7 +8,10 @@ and a pinhole camera. Priors: joint limits, a shape regulariser, smooth rotation
 The solve is HAMR's coarse-to-fine iteration done as optimisation, all frames of a track at once:
 analytic IK + shape from bone lengths + linear translation (``ik.py``) -> stage 1 global orientation and
 translation -> stage 2 all pose (with joint limits) -> stage 3 pose and shape, each a bounded number of
-batched Levenberg-Marquardt steps (``solver.py``). Nothing is random. The translation is solved as the
+batched Levenberg-Marquardt steps (``solver.py``); every third stage-2 step and a final one solve the log-depth
+track of the whole clip at once (``HandSolver.depth_step``); a final polish (pose steps) replaces the 3D landmark
+term by a prior holding each keypoint's depth about the hand's centroid, so the 2D keypoints, which disagree with
+the 3D landmarks on proportions, place the hand in the image plane. Nothing is random. The translation is solved as the
 wrist's image-plane direction and log depth, which keeps the poorly observed depth well conditioned.
 """
 
@@ -41,29 +44,40 @@ class FitOptions:
     centroid: pixels for 2D, metres for 3D), so ``sigma_2d`` / ``sigma_3d`` (Geman-McClure scales) are
     fractions of it and the weights hold at any resolution and distance. Temporal weights are per frame at
     30 fps (``dt_scale`` in ``fit_hands`` adapts them); translation priors measure motion in units of
-    ``hand_scale_m``.
+    ``hand_scale_m``. The temporal priors are weak (the image places the hand) except on the wrist's log depth,
+    which the image sees only through the hand's size in pixels; ``scale_free_3d`` compares the 3D landmarks
+    after scaling them to the model's size (MediaPipe's world landmarks have a canonical, not a metric, size).
     """
 
     iterations: tuple[int, int, int] = (3, 6, 3)  # Levenberg-Marquardt steps of stages 1, 2, 3
     w_2d: float = 1.0
     w_3d: float = 0.2
+    scale_free_3d: bool = True  # compare the 3D landmarks' shape at the model's size
     sigma_2d: float = 0.25
     sigma_3d: float = 0.5
     w_pose: float = 1e-5  # pull of the finger rotations towards the flat hand (radians^2)
     w_twist: float = 1e-3  # extra pull of twist about the bone towards zero
     w_shape: float = 3e-4  # |beta|^2 per seen frame (tuned on ge2019_dev); beta is also kept within +-3
-    w_rot_velocity: float = 1e-3
-    w_rot_accel: float = 1e-2
-    w_transl_velocity: float = 1e-3
-    w_transl_accel: float = 1e-2
+    w_rot_velocity: float = 1e-5
+    w_rot_accel: float = 3e-4
+    w_transl_velocity: float = 1e-5
+    w_transl_accel: float = 1e-4
+    w_depth_velocity: float = 0.0  # log wrist depth per frame (relative depth change), on top of the translation
+    w_depth_accel: float = 10.0
     hand_scale_m: float = 0.05
     init_shape: bool = True  # estimate beta from the 3D landmarks' bone lengths before the IK
+    # final pose steps in which the 3D landmark term is replaced by a prior holding each keypoint's depth about
+    # the hand's centroid where stages 1-3 put it: the 2D keypoints then place the hand in the image plane
+    polish_iterations: int = 3
+    w_polish_depth: float = 0.2
     device: str = "cpu"
 
     def validate(self) -> None:
         it = tuple(self.iterations)
         if len(it) != 3 or not all(isinstance(n, int) and n >= 0 for n in it):
             raise FitError(f"iterations must be three step counts >= 0 (stages 1, 2, 3), got {self.iterations!r}")
+        if not (isinstance(self.polish_iterations, int) and self.polish_iterations >= 0):
+            raise FitError(f"polish_iterations must be a step count >= 0, got {self.polish_iterations!r}")
         for name in (
             "w_2d",
             "w_3d",
@@ -74,6 +88,9 @@ class FitOptions:
             "w_rot_accel",
             "w_transl_velocity",
             "w_transl_accel",
+            "w_depth_velocity",
+            "w_depth_accel",
+            "w_polish_depth",
         ):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
@@ -320,34 +337,43 @@ def _fit(models, observations, k, options, dt_scale, progress):
             "kp2d": tt(obs.kp2d),
             "conf": tt(conf),
             "world": tt(world_in_camera(obs, k)),
+            "inv_m": tt(1.0 / np.maximum(_rms_size(obs.world, np.ones(conf.shape)), 1e-3)),
             "valid": tt(valid),
             "inv_px": tt(1.0 / np.maximum(_rms_size(obs.kp2d, np.maximum(conf, 1e-6)), 1.0)),
-            "inv_m": tt(1.0 / np.maximum(_rms_size(obs.world, np.ones(conf.shape)), 1e-3)),
             "k": tt(k),
         }
         solvers.append(solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights))
     report.seconds["init"] = time.perf_counter() - start
     n1, n2, n3 = options.iterations
-    total, done = n1 + n2 + n3, 0
+    total, done = n1 + n2 + n3 + options.polish_iterations, 0
     root_and_wrist = torch.zeros(solver.NUM_PARAMS, dtype=torch.bool, device=dev)
     root_and_wrist[:3] = True
     root_and_wrist[solver.NUM_POSE :] = True
     everything = torch.ones(solver.NUM_PARAMS, dtype=torch.bool, device=dev)
     with torch.no_grad():
-        for stage, n_iter in ((1, n1), (2, n2), (3, n3)):
+        for stage, n_iter in ((1, n1), (2, n2), (3, n3), (4, options.polish_iterations)):
             start = time.perf_counter()
-            for _ in range(n_iter):
+            for i in range(n_iter):
                 for s in solvers:
-                    if stage == 3:
+                    if stage == 4:
+                        if i == 0:
+                            s.start_polish()
+                        s.pose_step(everything)
+                    elif stage == 3:
                         s.joint_step()
+                    elif stage == 2 and i % 3 == 2 and s.has_depth_prior:
+                        s.depth_step()  # every third pose step: the depth track solved over the clip at once
                     else:
                         s.pose_step(root_and_wrist if stage == 1 else everything)
+                    if stage == 3 and i == n_iter - 1:
+                        s.depth_step()  # the shape steps move the depths: settle them over the clip last
                 done += 1
                 if progress:
                     progress(done, total)
-            report.seconds[f"stage{stage}"] = time.perf_counter() - start
-            report.loss[f"stage{stage}"] = sum(s.total_cost() for s in solvers)
-            report.iterations[f"stage{stage}"] = n_iter
+            name = f"stage{stage}" if stage < 4 else "polish"  # the polish changes the objective (no 3D term)
+            report.seconds[name] = time.perf_counter() - start
+            report.loss[name] = sum(s.total_cost() for s in solvers)
+            report.iterations[name] = n_iter
         fits = []
         for s, obs in zip(solvers, observations, strict=True):
             t = obs.num_frames

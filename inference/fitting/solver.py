@@ -22,6 +22,7 @@ import torch
 
 from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from . import priors
+from .linalg import spd_solve, wrap_rotvec
 
 NUM_POSE = 3 * NUM_JOINTS  # 48
 NUM_PARAMS = NUM_POSE + 3  # + wrist direction (2) and log depth (1)
@@ -49,6 +50,7 @@ class Weights:
 
     w_2d: float
     w_3d: float
+    scale_free_3d: bool
     sigma_2d: float
     sigma_3d: float
     w_pose: float
@@ -58,7 +60,10 @@ class Weights:
     w_rot_accel: float
     w_transl_velocity: float
     w_transl_accel: float
+    w_depth_velocity: float
+    w_depth_accel: float
     hand_scale_m: float
+    w_polish_depth: float
     dt_scale: float
 
 
@@ -84,6 +89,8 @@ class HandSolver:
         self.x = torch.cat([theta[:, 0], local.reshape(t, -1), init["wrist"]], -1)
         self.x = torch.maximum(torch.minimum(self.x, self.upper), self.lower)
         self.beta = init["beta"].clone()
+        self.polish_ref = None  # (T, 21, 3) centred keypoints the polish stage holds (None: 3D landmark term)
+        self.polish_mask = None  # (T, 21, 3) which of their coordinates it holds
         self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
         self.lam_beta = 1e-3
         # one shape prior per seen frame: the landmarks' proportions are biased the same way in every frame, so
@@ -178,15 +185,39 @@ class HandSolver:
         du = torch.stack([fx / z, zero, -fx * x[..., 0] / z**2], -1)
         dv = torch.stack([zero, fy / z, -fy * x[..., 1] / z**2], -1)
         dproj = torch.stack([du, dv], -2) * s[..., None]
-        r3 = (p - p.mean(1, keepdim=True) - self.d["world"][idx]) * self.d["inv_m"][idx][:, None, None]
+        pc = p - p.mean(1, keepdim=True)
+        world = self.d["world"][idx]
+        if self.w.scale_free_3d:
+            # MediaPipe's world landmarks have a canonical hand size, not a metric one: compare shapes at the
+            # model's size (the scale is held in the Jacobian: it only follows the hand's size)
+            size = (pc * pc).sum((1, 2)) / (world * world).sum((1, 2)).clamp(min=1e-12)
+            world = world * size.sqrt()[:, None, None]
+        if self.polish_ref is not None:
+            # polish stage: the keypoints' depths about their centroid are held to the solution before the polish,
+            # their image-plane placement is left to the 2D keypoints (held too where a keypoint has none)
+            r3 = (pc - self.polish_ref[idx]) * self.polish_mask[idx] * self.d["inv_m"][idx][:, None, None]
+            return r2, dproj, r3
+        r3 = (pc - world) * self.d["inv_m"][idx][:, None, None]
         return r2, dproj, r3
+
+    def start_polish(self) -> None:
+        """Replace the 3D landmark term by a prior holding every keypoint's depth about the hand's centroid at
+        the current solution (the 2D keypoints then place the hand in the image plane; keypoints without 2D
+        evidence keep their whole position)."""
+        t = self.x.shape[0]
+        p = self.points(self.theta, self.beta.expand(t, NUM_BETAS))
+        self.polish_ref = (p - p.mean(1, keepdim=True)).clone()
+        mask = torch.ones_like(p)
+        mask[..., :2] = (self.d["conf"] <= 0).to(p.dtype)[..., None]
+        self.polish_mask = mask
 
     def data_weights(self, r2: torch.Tensor, r3: torch.Tensor, idx=slice(None)):
         """Cost (N,) and IRLS weights (N, 21) of the robust 2D and 3D terms of frames ``idx``."""
         w = self.w
         sq2, sq3 = (r2 * r2).sum(-1), (r3 * r3).sum(-1)
         c2 = self.d["conf"][idx] * (w.w_2d / NUM_KEYPOINTS)
-        c3 = self.d["valid"][idx][:, None] * (w.w_3d / NUM_KEYPOINTS)
+        w3 = w.w_3d if self.polish_ref is None else w.w_polish_depth
+        c3 = self.d["valid"][idx][:, None] * (w3 / NUM_KEYPOINTS)
         cost = (c2 * priors.geman_mcclure(sq2, w.sigma_2d)).sum(1) + (c3 * priors.geman_mcclure(sq3, w.sigma_3d)).sum(1)
         return (
             cost,
@@ -224,8 +255,16 @@ class HandSolver:
             s = w.hand_scale_m
             wv, wa = w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2
             c, g, h, tot = priors.temporal_terms(self.wrist(x)[:, None] / s, self._wrist_jac(x)[:, None] / s, wv, wa)
-            cost, total, wrist_h = cost + c, total + tot, h[:, 0]
+            cost, total, wrist_h = cost + c, total + tot, h[:, 0].clone()
             grad[:, NUM_POSE:] += g[:, 0]
+            # depth is what the image observes worst (it comes from the hand's size in pixels): smooth log depth
+            # on its own, so depth flicker is held without lagging the well observed image-plane motion
+            wv, wa = w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2
+            logz = x[:, None, NUM_POSE + 2 :]
+            c, g, h, tot = priors.temporal_terms(logz, torch.ones_like(logz)[..., None], wv, wa)
+            cost, total = cost + c, total + tot
+            grad[:, NUM_POSE + 2] += g[:, 0, 0]
+            wrist_h[:, 2, 2] += h[:, 0, 0, 0]
         return cost, grad, diag, root_h, wrist_h, total
 
     def prior_cost(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,6 +279,7 @@ class HandSolver:
             cost = cost + priors.temporal_cost(torch.cat([rot, x[:, 3:NUM_POSE]], 1), wv, wa)
             wt = self.wrist(x) / w.hand_scale_m
             cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
+            cost = cost + priors.temporal_cost(x[:, NUM_POSE + 2 :], w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2)
         return cost
 
     def frame_cost(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -267,7 +307,10 @@ class HandSolver:
             j2[..., :NUM_POSE] += dproj[..., c, None] * jp[..., c, None, :]
         j2[..., NUM_POSE:] = dproj @ self._wrist_jac(x)[:, None]
         # the centred 3D term does not see the wrist position
-        jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = ((jp - jp.mean(1, keepdim=True)) * inv_m).reshape(t, -1, NUM_POSE)
+        jc = (jp - jp.mean(1, keepdim=True)) * inv_m
+        if self.polish_ref is not None:
+            jc = jc * self.polish_mask[..., None]
+        jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = jc.reshape(t, -1, NUM_POSE)
         if len(cols) < NUM_PARAMS:
             jac = jac[..., cols]
         wts = torch.cat([w2.repeat_interleave(2, 1), w3.repeat_interleave(3, 1)], 1)
@@ -279,13 +322,10 @@ class HandSolver:
         if not with_beta:
             return data_cost, hess, grad, None, None, None
         jb = self.beta_jacobian(theta, p)  # (T, 21, 3, 10)
-        jbeta = torch.cat(
-            [
-                (dproj @ jb).reshape(t, -1, NUM_BETAS),
-                ((jb - jb.mean(1, keepdim=True)) * inv_m).reshape(t, -1, NUM_BETAS),
-            ],
-            1,
-        )
+        jb3 = (jb - jb.mean(1, keepdim=True)) * inv_m
+        if self.polish_ref is not None:
+            jb3 = jb3 * self.polish_mask[..., None]
+        jbeta = torch.cat([(dproj @ jb).reshape(t, -1, NUM_BETAS), jb3.reshape(t, -1, NUM_BETAS)], 1)
         coupling = wjac.transpose(1, 2) @ jbeta
         wjb = jbeta * wts[..., None]
         hess_b = (wjb.transpose(1, 2) @ jbeta).sum(0)
@@ -335,7 +375,7 @@ class HandSolver:
         """States x (N, 51) moved by step (N, n) in the columns cols, clipped into the limits."""
         x = x.clone()
         x[:, cols] = torch.maximum(torch.minimum(x[:, cols] + step, self.upper[cols]), self.lower[cols])
-        x[:, :3] = _wrap_rotvec(x[:, :3])
+        x[:, :3] = wrap_rotvec(x[:, :3])
         return x
 
     def joint_step(self) -> None:
@@ -393,13 +433,62 @@ class HandSolver:
             sel = frame_ids[frame_ids % 3 == group]
             lam = self.lam[sel]
             hess, grad, _, pc = self._frame_system(self.x, cols, data_hess, data_grad, self.lam, sel)
-            step = -_spd_solve(hess, grad)
+            step = -spd_solve(hess, grad)
             x_new = self.x.clone()
             x_new[sel] = self._apply(self.x[sel], cols, step)
             better = self.frame_cost(x_new, sel) < data_cost[sel] + pc
             self.lam[sel] = torch.where(better, lam / 3, lam * 5).clamp(1e-7, 1e7)
             keep = sel[better]
             self.x[keep] = x_new[keep]
+
+    @property
+    def has_depth_prior(self) -> bool:
+        """Whether the log-depth temporal prior is on (and the track long enough for it)."""
+        return self.x.shape[0] >= 3 and (self.w.w_depth_velocity > 0 or self.w.w_depth_accel > 0)
+
+    def depth_step(self) -> None:
+        """One Gauss-Newton step of all frames in which the log-depth smoothness is solved exactly over the clip.
+
+        The image fixes depth only through the hand's size in pixels, so depth is the noisiest coordinate and
+        the one that most needs its temporal prior; frame-by-frame steps (neighbours held) barely move a
+        strongly smoothed depth track. Here every frame's other parameters are eliminated (the per-frame
+        systems without the depth prior, Schur complement), leaving a banded system in the T log depths with the
+        depth prior exact; the other parameters then follow. Kept only if the track's total cost goes down."""
+        w = self.w
+        x = self.x
+        t = x.shape[0]
+        if not self.has_depth_prior:
+            return
+        active = torch.ones(NUM_PARAMS, dtype=torch.bool, device=x.device)
+        cols = torch.nonzero(active)[:, 0]
+        _, data_hess, data_grad, _, _, _ = self._data_system(x, active)
+        saved = (w.w_depth_velocity, w.w_depth_accel)
+        w.w_depth_velocity = w.w_depth_accel = 0.0
+        try:
+            hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, self.lam)
+        finally:
+            w.w_depth_velocity, w.w_depth_accel = saved
+        zi = NUM_POSE + 2
+        rhs = torch.cat([grad[..., None], torch.zeros_like(grad)[..., None]], -1)
+        rhs[:, zi, 1] = 1.0
+        sol = spd_solve(hess, rhs)  # H^-1 [g | e_z] per frame
+        step0, col_z = -sol[..., 0], sol[..., 1]
+        prec = 1.0 / col_z[:, zi].clamp(min=1e-30)  # marginal precision of log depth per frame
+        z0 = x[:, zi] + step0[:, zi]  # per-frame optimum of log depth with the others free
+        dt2 = w.dt_scale**2
+        wv, wa = w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2
+        eye = torch.eye(t, dtype=x.dtype, device=x.device)
+        d1 = eye[1:] - eye[:-1]
+        d2 = eye[2:] - 2 * eye[1:-1] + eye[:-2]
+        a = torch.diag(prec) + wv * d1.T @ d1 + wa * d2.T @ d2  # the same halved Gauss-Newton form as priors.py
+        z = torch.linalg.solve(a, prec * z0)
+        step = step0 + col_z * ((z - z0) * prec)[:, None]
+        step = step * free
+        before = self.total_cost()
+        old = self.x
+        self.x = self._apply(x, cols, step)
+        if self.total_cost() >= before:
+            self.x = old
 
     def total_cost(self) -> float:
         """Objective of the track: data terms of all frames, priors (each term once) and the shape prior."""
@@ -408,17 +497,3 @@ class HandSolver:
         r2, _, r3 = self.data_residuals(p, self.wrist(self.x))
         data = self.data_weights(r2, r3)[0].sum()
         return float(data + self.prior_terms(self.x)[5]) + self.shape_weight * float(self.beta @ self.beta)
-
-
-def _spd_solve(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Solve a x = b for symmetric positive definite a (N, n, n), b (N, n); LU where Cholesky fails."""
-    chol, info = torch.linalg.cholesky_ex(a)
-    if bool((info == 0).all()):
-        return torch.cholesky_solve(b[..., None], chol)[..., 0]
-    return torch.linalg.solve(a, b[..., None])[..., 0]
-
-
-def _wrap_rotvec(r: torch.Tensor) -> torch.Tensor:
-    """Same rotations (N, 3) with the angle kept within pi (shorter axis-angle)."""
-    a = torch.linalg.norm(r, dim=-1, keepdim=True)
-    return r * torch.where(a > np.pi, 1 - 2 * np.pi / torch.clamp(a, min=1e-12), torch.ones_like(a))
