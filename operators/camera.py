@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bpy
+import numpy as np
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from ..builders.camera import (
@@ -59,6 +60,9 @@ class HANDCAP_PG_align(bpy.types.PropertyGroup):
         name="Fit Error", description="Mean error against the capture's own fit, pixels", default=-1.0
     )
     measured_frames: IntProperty(name="Measured Frames", default=0)
+    median_px: FloatProperty(name="Median Error", description="Median 2D keypoint error, pixels", default=-1.0)
+    worst_frame: IntProperty(name="Worst Frame", description="Scene frame with the largest overlay error")
+    worst_px: FloatProperty(name="Worst Frame Error", description="Mean 2D error in the worst frame, pixels")
 
 
 def _active_space(context):
@@ -151,7 +155,16 @@ class HANDCAP_OT_measure_overlay(bpy.types.Operator):
             arm.handcap_align.reprojection_px = rep.mean_px
             arm.handcap_align.fit_px = rep.fit_mean_px
             arm.handcap_align.measured_frames = len(rep.frames)
-            self.report({"INFO"}, f"{arm.name}: {rep.mean_px:.2f} px mean over {len(rep.frames)} frames")
+            arm.handcap_align.median_px = rep.median_px
+            # The worst frame is where a user should look first to judge a failure.
+            worst = int(np.argmax(rep.per_frame_px))
+            arm.handcap_align.worst_frame = int(rep.frames[worst])
+            arm.handcap_align.worst_px = float(rep.per_frame_px[worst])
+            self.report(
+                {"INFO"},
+                f"{arm.name}: {rep.mean_px:.2f} px mean, {rep.median_px:.2f} px median over {len(rep.frames)} "
+                f"frames; worst frame {int(rep.frames[worst])} ({rep.per_frame_px[worst]:.1f} px)",
+            )
         return {"FINISHED"}
 
 

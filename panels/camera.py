@@ -45,9 +45,10 @@ class HANDCAP_PT_camera(bpy.types.Panel):
             props = arm.handcap_align
             if props.measured_frames:
                 col.label(
-                    text=f"{arm['handcap_side'].title()}: {props.reprojection_px:.2f} px "
-                    f"(fit {props.fit_px:.2f} px, {props.measured_frames} frames)"
+                    text=f"{arm['handcap_side'].title()}: {props.reprojection_px:.2f} px mean, "
+                    f"{props.median_px:.2f} median (fit {props.fit_px:.2f} px, {props.measured_frames} frames)"
                 )
+                col.label(text=f"    worst: frame {props.worst_frame}, {props.worst_px:.1f} px", icon="BLANK1")
         row = layout.row()
         row.enabled = cam is not None
         row.operator("handcap.render_overlay", icon="RENDER_ANIMATION")

@@ -212,6 +212,12 @@ def test_operators_run_headless(hc, tmp_path):
     assert bpy.ops.handcap.measure_overlay() == {"FINISHED"}
     props = arms["right"].handcap_align
     assert props.measured_frames == 4 and 0 <= props.reprojection_px < 1.0
+    rep = hc.mod("builders.camera").reprojection_errors(bpy.context, [arms["right"]])[arms["right"].name]
+    worst = int(np.argmax(rep.per_frame_px))
+    assert props.worst_frame == int(rep.frames[worst]) and math.isclose(
+        props.worst_px, rep.per_frame_px[worst], rel_tol=1e-5
+    )
+    assert 0 <= props.median_px <= props.worst_px and props.reprojection_px <= props.worst_px + 1e-6
     out = tmp_path / "ops"
     res = bpy.ops.handcap.render_overlay(directory=str(out), use_scene_range=False, frame_start=2, frame_end=2)
     assert res == {"FINISHED"} and (out / "frame_000002.png").is_file()
