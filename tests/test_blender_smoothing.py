@@ -259,9 +259,9 @@ def counting_capture_files(tmp_path_factory):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_default_smoothing_on_real_footage(hc, counting_capture):
-    """Default settings on a real capture (whose fit already has a temporal prior): jitter down at least 2.5x,
-    joints within 3 mm of the raw capture on average (measured 2026-11-23: 4.1x / 2.0 mm right, 4.4x / 1.7 mm left;
-    the issue's target is 5x at < 3 mm)."""
+    """Default settings on a real capture (whose fit already has a temporal prior): jitter down at least 3.5x,
+    joints within 2.5 mm of the raw capture on average (measured 2026-11-23 on frames 0:90: 4.0x / 2.0 mm right,
+    4.3x / 1.7 mm left; the issue's target, 5x at < 3 mm on the whole clip, is not reached yet)."""
     _, path = counting_capture
     cap = hc.mod("core.capture").read_capture(path)
     assert set(cap.hands) == {"right", "left"}
@@ -269,5 +269,5 @@ def test_default_smoothing_on_real_footage(hc, counting_capture):
     for side, arm in arms.items():
         report = hc.mod("builders.smooth").smooth_armature(arm)
         print(f"{side}: {report.summary()}")
-        assert report.jitter_reduction >= 2.5, report
-        assert report.deviation_mean_mm < 3.0, report
+        assert report.jitter_reduction >= 3.5, report
+        assert report.deviation_mean_mm < 2.5, report
