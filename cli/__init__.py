@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-# Before any subcommand imports torch: see inference/__init__.py (spinning OpenMP waits collapse throughput on
-# a busy machine; the setting only counts before torch loads OpenMP).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Imported before any subcommand imports torch: the package sets OpenMP's wait policy, which only counts
+# before torch loads OpenMP (see inference/__init__.py). It imports nothing heavy itself.
+from .. import inference  # noqa: F401
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {

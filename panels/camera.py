@@ -5,15 +5,12 @@ from __future__ import annotations
 import bpy
 
 from ..builders.camera import background_clip, camera_space_of
+from .main import HandCapSubPanel
 
 
-class HANDCAP_PT_camera(bpy.types.Panel):
+class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_camera"
     bl_label = "Camera"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
 
     @classmethod
     def poll(cls, context):

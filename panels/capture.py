@@ -10,6 +10,7 @@ import bpy
 
 from ..operators import environment
 from ..operators.capture import active_clip
+from .main import HandCapSubPanel
 
 
 def draw_capture(layout, context) -> None:
@@ -37,25 +38,17 @@ def draw_environment(layout) -> None:
     row.operator("handcap.setup_environment", text="Set Up", icon="IMPORT")
 
 
-class HANDCAP_PT_capture(bpy.types.Panel):
+class HANDCAP_PT_capture(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_capture"
     bl_label = "Capture"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
 
     def draw(self, context):
         draw_capture(self.layout, context)
 
 
-class HANDCAP_PT_environment(bpy.types.Panel):
+class HANDCAP_PT_environment(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_environment"
     bl_label = "Inference Environment"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):

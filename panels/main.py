@@ -1,6 +1,6 @@
 """The "HandCap" tab of the 3D Viewport sidebar: a parent panel and its "Import" sub-panel.
 
-Other panels join the tab with ``bl_parent_id = "HANDCAP_PT_main"``.
+Other panels join the tab by deriving from ``HandCapSubPanel`` (placement and parent in one place).
 """
 
 from __future__ import annotations
@@ -10,12 +10,23 @@ import bpy
 from ..core.naming import PROP_PREFIX as P
 
 
-class HANDCAP_PT_main(bpy.types.Panel):
-    bl_idname = "HANDCAP_PT_main"
-    bl_label = "HandCap"
+class HandCapSidebar:
+    """Mixin: the placement of every panel on the HandCap tab of the 3D Viewport sidebar."""
+
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "HandCap"
+
+
+class HandCapSubPanel(HandCapSidebar):
+    """Mixin: a sub-panel of ``HANDCAP_PT_main`` (register it after the parent)."""
+
+    bl_parent_id = "HANDCAP_PT_main"
+
+
+class HANDCAP_PT_main(HandCapSidebar, bpy.types.Panel):
+    bl_idname = "HANDCAP_PT_main"
+    bl_label = "HandCap"
 
     def draw(self, context):
         arm = handcap_armature(context.active_object)
@@ -42,13 +53,9 @@ def handcap_armature(obj):
     return None
 
 
-class HANDCAP_PT_import(bpy.types.Panel):
+class HANDCAP_PT_import(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_import"
     bl_label = "Import"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
 
     def draw(self, context):
         col = self.layout.column()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from .main import HandCapSubPanel
+
 
 class HANDCAP_UL_retarget_pairs(bpy.types.UIList):
     """One row per HandCap bone: its name and a search field for the target rig's bone."""
@@ -30,13 +32,9 @@ class HANDCAP_UL_retarget_pairs(bpy.types.UIList):
         return flags, []
 
 
-class HANDCAP_PT_retarget(bpy.types.Panel):
+class HANDCAP_PT_retarget(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_retarget"
     bl_label = "Retarget"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):

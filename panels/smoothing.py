@@ -6,15 +6,12 @@ import bpy
 
 from ..builders.smooth import hand_armature_of
 from ..core.smoothing import GROUPS
+from .main import HandCapSubPanel
 
 
-class HANDCAP_PT_smoothing(bpy.types.Panel):
+class HANDCAP_PT_smoothing(HandCapSubPanel, bpy.types.Panel):
     bl_idname = "HANDCAP_PT_smoothing"
     bl_label = "Smoothing"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "HandCap"
-    bl_parent_id = "HANDCAP_PT_main"
 
     @classmethod
     def poll(cls, context):
