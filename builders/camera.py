@@ -23,7 +23,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core import naming
-from ..core.capture import CameraIntrinsics, Capture, CaptureFormatError, read_capture
+from ..core.capture import DOUBTFUL_CONFIDENCE, CameraIntrinsics, Capture, CaptureFormatError, read_capture
 from ..core.keypoints import MANO_TO_KEYPOINTS
 from . import camera_math
 from .smooth import is_hand_armature, positions_fn, read_motion, rest_pose
@@ -331,6 +331,9 @@ class ReprojectionReport:
         side: "right" / "left". frames: (N,) scene frames measured (frames where the hand was captured).
         per_frame_px: (N,) mean distance over the 21 keypoints, pixels of the capture's image.
         mean_px, median_px, max_px: over all measured keypoints.
+        doubtful: (N,) bool, frames whose detection confidence is below ``DOUBTFUL_CONFIDENCE`` (e.g. the crop
+            read as the other hand): there the captured keypoints themselves are suspect.
+        confident_mean_px: mean over the keypoints of the other frames (NaN if every frame is doubtful).
         fit_mean_px: mean distance to the capture's own 3D keypoints projected with its intrinsics
             (0 when camera and hands are aligned and unsmoothed; the 2D error also holds the fit's residual).
     """
@@ -342,6 +345,8 @@ class ReprojectionReport:
     median_px: float
     max_px: float
     fit_mean_px: float
+    doubtful: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    confident_mean_px: float = float("nan")
 
 
 def capture_of(arm) -> Capture:
@@ -373,6 +378,7 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
     if camera is None or camera.type != "CAMERA":
         raise CameraAlignError("no camera to look through: match a camera to the footage first")
     plans = []
+    doubtful: dict[str, set[int]] = {}
     for arm in arms:
         if not is_hand_armature(arm):
             raise CameraAlignError(f"{arm.name} is not a HandCap hand armature")
@@ -385,6 +391,7 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
         frames = int(arm.get(P + "frame_offset", 0)) + np.asarray(cap.frames, np.int64)
         index = {int(f): t for t, f in enumerate(frames) if track.valid[t]}  # scene frame -> capture row
         plans.append((arm, track, k, fit_2d, index))
+        doubtful[arm.name] = {f for f, t in index.items() if track.frame_conf[t] < DOUBTFUL_CONFIDENCE}
     wanted = sorted({f for *_, index in plans for f in index})
     errs = {arm.name: {} for arm, *_ in plans}
     fit_errs = {arm.name: {} for arm, *_ in plans}
@@ -408,6 +415,7 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
         if not e:
             raise CameraAlignError(f"{arm.name}: no captured frame to measure (the hand was never found)")
         all_e = np.concatenate(list(e.values()))
+        sure = [e[f] for f in sorted(e) if f not in doubtful[arm.name]]
         out[arm.name] = ReprojectionReport(
             side=arm[P + "side"],
             frames=np.array(sorted(e)),
@@ -416,5 +424,7 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
             median_px=float(np.nanmedian(all_e)),
             max_px=float(np.nanmax(all_e)),
             fit_mean_px=float(np.nanmean(np.concatenate(list(fit_errs[arm.name].values())))),
+            doubtful=np.array([f in doubtful[arm.name] for f in sorted(e)], bool),
+            confident_mean_px=float(np.nanmean(np.concatenate(sure))) if sure else float("nan"),
         )
     return out

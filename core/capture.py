@@ -29,6 +29,9 @@ from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 FORMAT_NAME = "handcap.capture"
 FORMAT_VERSION = 1
 SIDES = ("right", "left")
+#: Frames whose ``frame_conf`` is below this are doubtful (e.g. a crop that read as the other hand): smoothing
+#: replaces them by default and the overlay readout reports them apart.
+DOUBTFUL_CONFIDENCE = 0.3
 
 
 class CaptureFormatError(ValueError):
@@ -92,7 +95,8 @@ class HandTrack:
         transl: (T, 3) float32 camera-frame translation in metres (MANO convention).
         kp2d: (T, 21, 2) float32 observed 2D keypoints in pixels (HandKeypoint order).
         kp3d: (T, 21, 3) float32 fitted 3D keypoints, camera frame, metres.
-        frame_conf: (T,) float32 in [0, 1], detection confidence of the hand per frame.
+        frame_conf: (T,) float32 in [0, 1], detection confidence of the hand per frame (below
+            ``DOUBTFUL_CONFIDENCE``: doubtful evidence, see ``inference.fitting.tracks``).
         kp_conf: (T, 21) float32 in [0, 1], per-keypoint confidence.
         valid: (T,) bool, False where the hand was not found (other rows then hold
             interpolated or zero values and must not be keyed).

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from . import cleanup, filters, quat
+from .capture import DOUBTFUL_CONFIDENCE
 from .keypoints import FINGERS, ManoJoint
 from .naming import FINGER_JOINTS
 
@@ -85,7 +86,7 @@ class SmoothingSettings:
     fill_gaps: bool = True
     max_gap: int = 8
     filled_weight: float = 0.25
-    min_confidence: float = 0.3
+    min_confidence: float = DOUBTFUL_CONFIDENCE
     reject_outliers: bool = True
     outlier_threshold: float = 6.0
     outlier_min_mm: float = 10.0

@@ -194,7 +194,12 @@ def capture_from_landmarks(
     capture.info = {
         "fit": {t.side: _residual_info(f) for t, f in zip(tracks.hands, fits, strict=True)},
         "tracks": {
-            t.side: {"track_ids": t.track_ids, "side_confidence": round(t.side_confidence, 3)} for t in tracks.hands
+            t.side: {
+                "track_ids": t.track_ids,
+                "side_confidence": round(t.side_confidence, 3),
+                "contested_frames": [int(f) for f in tracks.frames[t.contested]] if t.contested.size else [],
+            }
+            for t in tracks.hands
         },
         "fit_report": {
             "seconds": _rounded(report.seconds),

@@ -63,6 +63,14 @@ class HANDCAP_PG_align(bpy.types.PropertyGroup):
     median_px: FloatProperty(name="Median Error", description="Median 2D keypoint error, pixels", default=-1.0)
     worst_frame: IntProperty(name="Worst Frame", description="Scene frame with the largest overlay error")
     worst_px: FloatProperty(name="Worst Frame Error", description="Mean 2D error in the worst frame, pixels")
+    doubtful_frames: IntProperty(
+        name="Doubtful Frames", description="Measured frames whose detection is doubtful (confidence below 0.3)"
+    )
+    confident_px: FloatProperty(
+        name="Error Without Doubtful Frames",
+        description="Mean 2D keypoint error over the frames whose detection is not doubtful, pixels",
+        default=-1.0,
+    )
 
 
 def _active_space(context):
@@ -160,10 +168,16 @@ class HANDCAP_OT_measure_overlay(bpy.types.Operator):
             worst = int(np.argmax(rep.per_frame_px))
             arm.handcap_align.worst_frame = int(rep.frames[worst])
             arm.handcap_align.worst_px = float(rep.per_frame_px[worst])
+            # Where the detection itself is doubtful (hands entangled), the captured keypoints are suspect too:
+            # say how the overlay does without those frames as well.
+            n_doubtful = int(rep.doubtful.sum())
+            arm.handcap_align.doubtful_frames = n_doubtful
+            arm.handcap_align.confident_px = rep.confident_mean_px if n_doubtful < len(rep.frames) else -1.0
+            apart = f"; {rep.confident_mean_px:.2f} px without {n_doubtful} doubtful frames" if n_doubtful else ""
             self.report(
                 {"INFO"},
                 f"{arm.name}: {rep.mean_px:.2f} px mean, {rep.median_px:.2f} px median over {len(rep.frames)} "
-                f"frames; worst frame {int(rep.frames[worst])} ({rep.per_frame_px[worst]:.1f} px)",
+                f"frames; worst frame {int(rep.frames[worst])} ({rep.per_frame_px[worst]:.1f} px){apart}",
             )
         return {"FINISHED"}
 

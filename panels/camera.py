@@ -46,6 +46,11 @@ class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
                     f"{props.median_px:.2f} median (fit {props.fit_px:.2f} px, {props.measured_frames} frames)"
                 )
                 col.label(text=f"    worst: frame {props.worst_frame}, {props.worst_px:.1f} px", icon="BLANK1")
+                if props.doubtful_frames and props.confident_px >= 0:
+                    col.label(
+                        text=f"    {props.confident_px:.2f} px without {props.doubtful_frames} doubtful frames",
+                        icon="BLANK1",
+                    )
         row = layout.row()
         row.enabled = cam is not None
         row.operator("handcap.render_overlay", icon="RENDER_ANIMATION")

@@ -204,6 +204,7 @@ def test_operators_run_headless(hc, tmp_path):
     size = (320, 180)
     cap, _ = noisy_capture(hc, sides=("right",), frames=4, size=size, gap=None)
     cap.source = str(frame_coded_video(tmp_path / "clip.mp4", 4, size))
+    cap.hands["right"].frame_conf[1] = 0.1  # a doubtful detection (e.g. the crop read as the other hand)
     path = tmp_path / "cap.npz"
     hc.mod("core.capture").write_capture(path, cap)
     _, arms = import_hands(hc, cap, path=path, with_mesh=False)
@@ -218,6 +219,10 @@ def test_operators_run_headless(hc, tmp_path):
         props.worst_px, rep.per_frame_px[worst], rel_tol=1e-5
     )
     assert 0 <= props.median_px <= props.worst_px and props.reprojection_px <= props.worst_px + 1e-6
+    # the doubtful frame is counted apart; the other frames' mean is reported too
+    assert rep.doubtful.tolist() == [False, True, False, False] and props.doubtful_frames == 1
+    sure = np.delete(rep.per_frame_px, 1).mean()  # every frame has all 21 keypoints: mean of frame means
+    assert math.isclose(props.confident_px, sure, rel_tol=1e-5) and math.isclose(rep.confident_mean_px, sure)
     out = tmp_path / "ops"
     res = bpy.ops.handcap.render_overlay(directory=str(out), use_scene_range=False, frame_start=2, frame_end=2)
     assert res == {"FINISHED"} and (out / "frame_000002.png").is_file()

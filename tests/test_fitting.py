@@ -244,6 +244,25 @@ def test_simultaneous_hands_never_share_a_side():
     assert any("ambiguous" in w for w in ts.warnings)
 
 
+def test_frames_where_both_crops_read_as_one_side_are_down_weighted():
+    # hands intertwined in frames 10-12: the right hand's crop reads as a left hand while the left hand is seen
+    per_frame = [[_obs(0, 0.95), _obs(1, 0.05, x=300)] for _ in range(20)]
+    for f, p in ((10, 0.1), (11, 0.2), (12, 0.45)):
+        per_frame[f] = [_obs(0, p, presence=0.8), _obs(1, 0.05, x=300)]
+    ts = build_tracks(_frames(per_frame))
+    right, left = ts.hands
+    assert right.side == "right" and np.flatnonzero(right.contested).tolist() == [10, 11, 12]
+    # confidence = presence x this frame's probability of the track's side; the frames stay valid
+    np.testing.assert_allclose(right.frame_conf[10:13], [0.8 * 0.1, 0.8 * 0.2, 0.8 * 0.45])
+    np.testing.assert_allclose(right.kp_conf[10:13], np.array([[0.08], [0.16], [0.36]]) * np.ones(21))
+    assert right.valid.all() and right.frame_conf[9] == pytest.approx(0.9)
+    assert not left.contested.any() and np.allclose(left.frame_conf, 0.9)
+    assert any("right hand: 3 frame(s) where its crop read as the left hand" in w for w in ts.warnings)
+    # a single hand whose handedness wavers is not contested (nothing says its crop shows another hand)
+    alone = build_tracks(_frames([[_obs(0, p)] for p in (0.9, 0.3, 0.9, 0.9)]))
+    assert not alone.hands[0].contested.any() and np.allclose(alone.hands[0].frame_conf, 0.9)
+
+
 def test_lost_hand_rejoins_its_track_and_gap_is_reported():
     per_frame = [[_obs(0, 0.9)] for _ in range(10)] + [[] for _ in range(5)] + [[_obs(2, 0.8)] for _ in range(10)]
     per_frame[3] = [_obs(0, 0.9), _obs(1, 0.2, x=300)]  # a left hand flashes by once

@@ -251,6 +251,26 @@ def test_video_tracking_keeps_intertwined_hands(tracked_clip):
 
 
 @pytest.mark.slow
+def test_entangled_frames_are_down_weighted_in_the_tracks(tracked_clip):
+    """Where the right hand's crop reads as a left hand while the left hand is seen (intertwined, frames
+    180-186), its landmarks are doubtful: the tracks mark those frames and lower their confidence below
+    DOUBTFUL_CONFIDENCE, so smoothing replaces them and the overlay readout reports them apart."""
+    from handcap.core.capture import DOUBTFUL_CONFIDENCE
+    from handcap.inference.fitting.tracks import build_tracks
+
+    results, _ = tracked_clip
+    ts = build_tracks(results)
+    hands = {h.side: h for h in ts.hands}
+    contested = np.flatnonzero(hands["right"].contested)
+    assert contested.size and contested.min() >= 178 and contested.max() <= 188, contested
+    assert (hands["right"].frame_conf[contested] < DOUBTFUL_CONFIDENCE).all()
+    assert not hands["left"].contested.any()
+    sure = hands["right"].valid & ~hands["right"].contested
+    assert (hands["right"].frame_conf[sure] >= DOUBTFUL_CONFIDENCE).all()
+    assert any("right hand:" in w and "read as the left hand" in w for w in ts.warnings)
+
+
+@pytest.mark.slow
 def test_lanes_stitch_into_the_same_tracks(nets, two_hands_clip):
     frames = np.stack([f for _, f in open_source(two_hands_clip, frames=range(0, 72))])
     one = make(nets, lanes=1).process_source(frames)

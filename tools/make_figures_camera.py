@@ -145,7 +145,8 @@ def main() -> None:
         r = reports[arm.name]
         print(
             f"overlay {side}: {r.mean_px:.2f} px mean, {r.median_px:.2f} median, {r.max_px:.1f} max over "
-            f"{len(r.frames)} frames (vs the capture's own fit: {r.fit_mean_px:.3f} px)"
+            f"{len(r.frames)} frames (vs the capture's own fit: {r.fit_mean_px:.3f} px); "
+            f"{r.confident_mean_px:.2f} px without {int(r.doubtful.sum())} doubtful frames"
         )
 
     panels_jitter, panels_depth = [], []

@@ -41,8 +41,12 @@ class TrackedHand:
         kp2d: (T, 21, 2) pixels (zeros where missing).
         kp_conf: (T, 21) in [0, 1]: the hand's presence score where the keypoint is finite, else 0.
         world: (T, 21, 3) metres, camera-aligned axes, origin near the hand centre (zeros where missing).
-        frame_conf: (T,) presence score (0 where missing).
+        frame_conf: (T,) presence score (0 where missing), times the frame's own handedness score in
+            contested frames.
         valid: (T,) bool, the hand was observed with usable keypoints.
+        contested: (T,) bool, frames whose crop read as the other hand while the other hand was seen with
+            its own side (hands entangled: the landmarks may belong to the other hand); their keypoint and
+            frame confidences are multiplied by the frame's probability of this hand's side.
     """
 
     side: str
@@ -53,6 +57,7 @@ class TrackedHand:
     world: np.ndarray
     frame_conf: np.ndarray
     valid: np.ndarray
+    contested: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def observations(self) -> HandObservations:
         """The evidence in the form ``fit.fit_hands`` takes."""
@@ -101,6 +106,28 @@ def _two_colour(segments: list[int], conflicts: dict[int, set[int]], evidence: d
     return colour
 
 
+def _mark_contested(hands: list[tuple[TrackedHand, np.ndarray]], frames: np.ndarray, warnings: list[str]) -> None:
+    """Down-weight frames where both crops read as the same side: the one contradicting its track's side
+    most likely shows (part of) the other hand, as when the hands are intertwined. Its confidences become
+    presence x P(this side), so the fit leans on its neighbours and smoothing treats it as doubtful."""
+    if len(hands) != 2:
+        return
+    (a, pa), (b, pb) = hands
+    both = a.valid & b.valid
+    for (h, p), (o, po) in (((a, pa), (b, pb)), ((b, pb), (a, pa))):
+        bad = both & (p < 0.5) & (po >= 0.5)
+        if not bad.any():
+            continue
+        h.contested = bad
+        h.kp_conf[bad] *= p[bad, None]
+        h.frame_conf[bad] *= p[bad]
+        listed = ", ".join(str(int(f)) for f in frames[bad][:12]) + (" ..." if bad.sum() > 12 else "")
+        warnings.append(
+            f"{h.side} hand: {int(bad.sum())} frame(s) where its crop read as the {o.side} hand (hands entangled): "
+            f"evidence down-weighted ({listed})"
+        )
+
+
 def build_tracks(results: Sequence, max_hands: int = 2) -> TrackSet:
     """Join per-frame landmarker results (``FrameResult`` list, one per processed frame, in order) into at
     most ``max_hands`` (1 or 2) hand tracks with one side each. Raises NoHandError when no frame has a
@@ -129,10 +156,11 @@ def build_tracks(results: Sequence, max_hands: int = 2) -> TrackSet:
                 continue
             conf = np.where(finite, np.clip(presence, 0.0, 1.0), 0.0)
             tid = int(h.track_id)
-            obs.setdefault(tid, {})[f] = (np.nan_to_num(kp2d), conf, world, presence)
             p_right = getattr(h, "p_right", None)
             if p_right is None:  # per-frame probability of the reported side
                 p_right = h.side_score if h.side == "right" else 1.0 - h.side_score
+            p_right = float(np.clip(np.nan_to_num(p_right, nan=0.5), 0.0, 1.0))
+            obs.setdefault(tid, {})[f] = (np.nan_to_num(kp2d), conf, world, presence, p_right)
             evidence[tid] = evidence.get(tid, 0.0) + presence * (2.0 * float(p_right) - 1.0)
     if nan_frames:
         warnings.append(f"{nan_frames} hand observation(s) had NaN/inf keypoints: those keypoints were ignored")
@@ -149,7 +177,7 @@ def build_tracks(results: Sequence, max_hands: int = 2) -> TrackSet:
             conflicts.setdefault(a, set()).update(b for b in tids if b != a)
     segments = sorted(obs)
     colour = _two_colour(segments, conflicts, evidence)
-    hands = []
+    built: list[tuple[TrackedHand, np.ndarray]] = []  # each hand with its per-frame P(side)
     for side, c in (("right", 1), ("left", -1)):
         tids = [s for s in segments if colour[s] == c]
         if not tids:
@@ -158,14 +186,19 @@ def build_tracks(results: Sequence, max_hands: int = 2) -> TrackSet:
         conf = np.zeros((t, NUM_KEYPOINTS))
         world = np.zeros((t, NUM_KEYPOINTS, 3))
         frame_conf = np.zeros(t)
+        p_side = np.ones(t)  # this frame's own probability that the crop shows this side
         for tid in tids:
-            for f, (k2, cf, w3, pr) in obs[tid].items():
+            for f, (k2, cf, w3, pr, p_r) in obs[tid].items():
                 if pr > frame_conf[f]:  # an impossible third hand in this frame: keep the stronger one
                     kp2d[f], conf[f], world[f], frame_conf[f] = k2, cf, w3, pr
+                    p_side[f] = p_r if c == 1 else 1.0 - p_r
         ev = np.array([evidence[s] for s in tids])
         weight = sum(sum(o[3] for o in obs[s].values()) for s in tids)
         agree = 0.5 + 0.5 * float(c * ev.sum()) / max(weight, 1e-9)
-        hands.append(TrackedHand(side, agree, tids, kp2d, conf, world, frame_conf, frame_conf > 0))
+        hand = TrackedHand(side, agree, tids, kp2d, conf, world, frame_conf, frame_conf > 0, np.zeros(t, bool))
+        built.append((hand, p_side))
+    _mark_contested(built, frames, warnings)
+    hands = [h for h, _ in built]
     if max_hands == 1 and len(hands) == 2:
         keep = int(np.argmax([h.frame_conf.sum() for h in hands]))
         drop = hands[1 - keep]
