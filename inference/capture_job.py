@@ -197,7 +197,7 @@ def capture_from_landmarks(
             t.side: {
                 "track_ids": t.track_ids,
                 "side_confidence": round(t.side_confidence, 3),
-                "contested_frames": [int(f) for f in tracks.frames[t.contested]] if t.contested.size else [],
+                "contested_frames": [int(f) for f in tracks.frames[t.contested]],
             }
             for t in tracks.hands
         },

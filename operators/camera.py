@@ -18,6 +18,7 @@ from ..builders.camera import (
 )
 from ..builders.overlay import OverlayOptions, render_overlay
 from ..builders.smooth import SmoothMotionError, is_hand_armature
+from ..core.capture import DOUBTFUL_CONFIDENCE
 
 
 def _depth_scale_changed(self, context):
@@ -64,7 +65,8 @@ class HANDCAP_PG_align(bpy.types.PropertyGroup):
     worst_frame: IntProperty(name="Worst Frame", description="Scene frame with the largest overlay error")
     worst_px: FloatProperty(name="Worst Frame Error", description="Mean 2D error in the worst frame, pixels")
     doubtful_frames: IntProperty(
-        name="Doubtful Frames", description="Measured frames whose detection is doubtful (confidence below 0.3)"
+        name="Doubtful Frames",
+        description=f"Measured frames whose detection is doubtful (confidence below {DOUBTFUL_CONFIDENCE})",
     )
     confident_px: FloatProperty(
         name="Error Without Doubtful Frames",

@@ -57,7 +57,7 @@ class TrackedHand:
     world: np.ndarray
     frame_conf: np.ndarray
     valid: np.ndarray
-    contested: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    contested: np.ndarray
 
     def observations(self) -> HandObservations:
         """The evidence in the form ``fit.fit_hands`` takes."""
