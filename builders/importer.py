@@ -173,7 +173,8 @@ def _plan_hand(capture: Capture, side: str, options: ImportOptions, models: dict
     verts = None
     if model is not None and options.with_mesh:
         # The mesh is only right if the model's skeleton for this beta is the capture's skeleton.
-        err = float(np.abs(handmodel.rest_joints(model, beta) - rest).max())
+        expected = handmodel.rest_joints(model, beta) + np.asarray(track.joint_offsets, np.float64)
+        err = float(np.abs(expected - rest).max())
         if err > 1e-4:
             warnings.append(
                 f"{side} hand: model {model.model_id} gives rest joints {err * 1000:.2f} mm away from the capture's; "

@@ -27,7 +27,9 @@ import numpy as np
 from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 
 FORMAT_NAME = "handcap.capture"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# version 1 had no ``joint_offsets`` (read as zeros)
+READABLE_VERSIONS = (1, 2)
 SIDES = ("right", "left")
 #: Frames whose ``frame_conf`` is below this are doubtful (e.g. a crop that read as the other hand): smoothing
 #: replaces them by default and the overlay readout reports them apart.
@@ -100,8 +102,10 @@ class HandTrack:
         kp_conf: (T, 21) float32 in [0, 1], per-keypoint confidence.
         valid: (T,) bool, False where the hand was not found (other rows then hold
             interpolated or zero values and must not be keyed).
-        rest_joints: (16, 3) float32 rest joints J(beta) of the hand model in metres,
-            template axes, so a reader can build the skeleton without the model.
+        rest_joints: (16, 3) float32 rest joints of the hand in metres, template axes, so a reader
+            can build the skeleton without the model: J(beta) + joint_offsets.
+        joint_offsets: (16, 3) float32 metres, the fit's per-clip calibration of the skeleton beyond beta
+            (``inference.fitting.identity``; zero but for the palm's joints). None = zeros.
     """
 
     side: str
@@ -114,8 +118,24 @@ class HandTrack:
     kp_conf: np.ndarray
     valid: np.ndarray
     rest_joints: np.ndarray
+    joint_offsets: np.ndarray | None = None
 
-    FIELDS = ("theta", "beta", "transl", "kp2d", "kp3d", "frame_conf", "kp_conf", "valid", "rest_joints")
+    FIELDS = (
+        "theta",
+        "beta",
+        "transl",
+        "kp2d",
+        "kp3d",
+        "frame_conf",
+        "kp_conf",
+        "valid",
+        "rest_joints",
+        "joint_offsets",
+    )
+
+    def __post_init__(self) -> None:
+        if self.joint_offsets is None:
+            self.joint_offsets = np.zeros((NUM_JOINTS, 3), np.float32)
 
     def shapes(self, t: int) -> dict[str, tuple[int, ...]]:
         return {
@@ -128,6 +148,7 @@ class HandTrack:
             "kp_conf": (t, NUM_KEYPOINTS),
             "valid": (t,),
             "rest_joints": (NUM_JOINTS, 3),
+            "joint_offsets": (NUM_JOINTS, 3),
         }
 
 
@@ -242,20 +263,21 @@ def read_capture(path: str | os.PathLike) -> Capture:
         raise CaptureFormatError(f"{path}: metadata is not valid JSON ({exc})") from None
     if meta.get("format") != FORMAT_NAME:
         raise CaptureFormatError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    if meta.get("version") != FORMAT_VERSION:
+    if meta.get("version") not in READABLE_VERSIONS:
         raise CaptureFormatError(
             f"{path}: capture format version {meta.get('version')!r} is not supported"
-            f" (this HandCap reads version {FORMAT_VERSION})"
+            f" (this HandCap reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
+    optional = {"joint_offsets"} if meta.get("version") == 1 else set()
     try:
         w, h = meta["image_size"]
         k = meta["intrinsics"]
         hands = {}
         for side in meta["sides"]:
-            missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in data]
+            missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in data and n not in optional]
             if missing:
                 raise CaptureFormatError(f"{path}: hand {side!r} lacks arrays {missing}")
-            hands[side] = HandTrack(side=side, **{n: data[f"{side}.{n}"] for n in HandTrack.FIELDS})
+            hands[side] = HandTrack(side=side, **{n: data.get(f"{side}.{n}") for n in HandTrack.FIELDS})
         cap = Capture(
             source=meta["source"],
             frames=data["frames"],

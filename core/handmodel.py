@@ -257,16 +257,19 @@ def _batch(theta, beta, transl, num_betas: int) -> tuple[np.ndarray, np.ndarray,
     return theta, np.broadcast_to(beta, (b, num_betas)), np.broadcast_to(transl, (b, 3))
 
 
-def forward(data: HandModelData, theta, beta=None, transl=None) -> HandModelOutput:
+def forward(data: HandModelData, theta, beta=None, transl=None, joint_offsets=None) -> HandModelOutput:
     """Pose the model (MANO semantics, see module docstring). Numpy float64 reference implementation.
 
     Args:
         theta: (B, 16, 3) axis-angle, flat-hand relative (a single (16, 3) is accepted as B = 1).
         beta: (B, 10) or (10,) shape coefficients (default zeros).
         transl: (B, 3) or (3,) translation added last (default zeros).
+        joint_offsets: (16, 3) metres added to the rest joints (a capture's ``joint_offsets``; default none).
     """
     theta, beta, transl = _batch(theta, beta, transl, data.num_betas)
     joints_rest = rest_joints(data, beta)
+    if joint_offsets is not None:
+        joints_rest = joints_rest + np.asarray(joint_offsets, np.float64)
     verts = data.v_template + np.einsum("vkb,nb->nvk", data.shapedirs, beta)
     rot = rodrigues(theta)
     if data.posedirs is not None:

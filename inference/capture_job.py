@@ -247,6 +247,7 @@ def _assemble(tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source
             kp_conf=np.clip(t.kp_conf, 0, 1).astype(np.float32).reshape(-1, NUM_KEYPOINTS),
             valid=t.valid.copy(),
             rest_joints=f.rest_joints.astype(np.float32),
+            joint_offsets=f.joint_offsets.astype(np.float32),
         )
     return Capture(
         source=source,

@@ -16,8 +16,11 @@ T = 30
 TOL = 5e-4  # metres; the conversion is exact, float32 storage leaves ~1e-6
 
 
-def synthetic_capture(hc, path=None, sides=("right", "left"), seed=0, hand_model="builtin-v1", frames=T):
-    """A capture posed by the built-in model: plausible random poses, some frames without a hand."""
+def synthetic_capture(
+    hc, path=None, sides=("right", "left"), seed=0, hand_model="builtin-v1", frames=T, calibrated=False
+):
+    """A capture posed by the built-in model: plausible random poses, some frames without a hand; calibrated:
+    the skeleton has palm rest-joint offsets beyond beta, as the fit gives them."""
     hm = hc.mod("core.handmodel")
     capmod = hc.mod("core.capture")
     anatomy = hc.mod("core.anatomy")
@@ -37,7 +40,10 @@ def synthetic_capture(hc, path=None, sides=("right", "left"), seed=0, hand_model
         transl = np.stack(
             [np.full(frames, 0.12 * (1 - 2 * k)), np.linspace(-0.05, 0.05, frames), np.full(frames, 0.5)], 1
         )
-        out = hm.forward(data, theta, beta, transl)
+        offsets = np.zeros((16, 3))
+        if calibrated:
+            offsets[[0, 1, 4, 7, 10, 13]] = rng.normal(scale=0.004, size=(6, 3))
+        out = hm.forward(data, theta, beta, transl, joint_offsets=offsets)
         valid = np.ones(frames, bool)
         valid[[i for i in (3, 4, 5, 17) if i < frames]] = False  # a gap and a single missing frame
         hands[side] = capmod.HandTrack(
@@ -51,6 +57,7 @@ def synthetic_capture(hc, path=None, sides=("right", "left"), seed=0, hand_model
             kp_conf=np.ones((frames, 21), np.float32),
             valid=valid,
             rest_joints=out.rest_joints[0].astype(np.float32),
+            joint_offsets=offsets.astype(np.float32),
         )
     cap = capmod.Capture(
         source="/footage/take_07.mp4",
@@ -71,7 +78,7 @@ def model_output(hc, cap, side):
     hm = hc.mod("core.handmodel")
     tr = cap.hands[side]
     f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
-    return hm.forward(hm.load_builtin(side), f64(tr.theta), f64(tr.beta), f64(tr.transl))
+    return hm.forward(hm.load_builtin(side), f64(tr.theta), f64(tr.beta), f64(tr.transl), f64(tr.joint_offsets))
 
 
 def world(obj):
@@ -91,14 +98,16 @@ def datablock_counts(bpy):
     return {k: len(getattr(bpy.data, k)) for k in ("objects", "armatures", "meshes", "actions", "collections")}
 
 
-def test_bones_and_mesh_reproduce_the_hand_model(hc, tmp_path):
+@pytest.mark.parametrize("calibrated", [False, True], ids=["beta-skeleton", "calibrated-skeleton"])
+def test_bones_and_mesh_reproduce_the_hand_model(hc, tmp_path, calibrated):
     bpy = hc.bpy
     importer = hc.mod("builders.importer")
     naming = hc.mod("core.naming")
     path = tmp_path / "take_07.npz"
-    cap = synthetic_capture(hc, path)
+    cap = synthetic_capture(hc, path, calibrated=calibrated)
+    assert bool(np.abs(cap.hands["right"].joint_offsets).max() > 1e-3) == calibrated
     result = importer.import_capture(bpy.context, path, importer.ImportOptions())
-    assert result.warnings == []
+    assert result.warnings == []  # the mesh's skeleton is the capture's: J(beta) + joint_offsets
     assert set(result.armatures) == {"right", "left"} == set(result.meshes)
     space = world(bpy.data.objects[result.camera_space])
     scene = bpy.context.scene

@@ -34,6 +34,7 @@ def make_track(side: str, t: int, rng: np.random.Generator) -> HandTrack:
         kp_conf=rng.uniform(0, 1, (t, 21)).astype(np.float32),
         valid=valid,
         rest_joints=rng.normal(0, 0.05, (16, 3)).astype(np.float32),
+        joint_offsets=rng.normal(0, 0.003, (16, 3)).astype(np.float32),
     )
 
 
@@ -115,6 +116,7 @@ def _set_meta(data, **changes):
         (lambda d: d["left.kp3d"].__setitem__((0, 0, 0), np.inf), "left.kp3d: contains NaN or inf"),
         (lambda d: d["right.beta"].__setitem__(0, np.nan), "right.beta: contains NaN or inf"),
         (lambda d: d.pop("left.valid"), r"hand 'left' lacks arrays \['valid'\]"),
+        (lambda d: d.pop("left.joint_offsets"), r"hand 'left' lacks arrays \['joint_offsets'\]"),
         (lambda d: d.update({"frames": d["frames"][::-1].copy()}), "strictly increasing"),
         (lambda d: _set_meta(d, sides=["middle"]), "hand 'middle' lacks arrays"),
         (lambda d: _set_meta(d, image_size=[0, 720]), "image size must be positive"),
@@ -125,6 +127,23 @@ def test_bad_files_are_rejected_with_a_clear_message(tmp_path, edit, message):
     _rewrite(path, edit)
     with pytest.raises(CaptureFormatError, match=message):
         read_capture(path)
+
+
+def test_version_1_files_read_with_zero_joint_offsets(tmp_path):
+    """Captures written before the skeleton calibration (version 1) have no joint_offsets: they read as zeros."""
+    cap = make_capture()
+    path = write_capture(tmp_path / "old.npz", cap)
+
+    def to_v1(d):
+        _set_meta(d, version=1)
+        for side in ("right", "left"):
+            d.pop(f"{side}.joint_offsets")
+
+    _rewrite(path, to_v1)
+    back = read_capture(path)
+    for side, track in cap.hands.items():
+        assert back.hands[side].joint_offsets.shape == (16, 3) and not back.hands[side].joint_offsets.any()
+        np.testing.assert_array_equal(back.hands[side].rest_joints, track.rest_joints)
 
 
 def test_truncated_file(tmp_path):

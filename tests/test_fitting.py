@@ -142,6 +142,37 @@ def test_polish_follows_the_image_where_3d_landmarks_disagree(models):
     assert 1000 * np.abs(depth(fits[3]) - depth(fits[0])).mean() < 1.0  # mm
 
 
+def test_palm_joint_offsets_calibrate_a_skeleton_beta_cannot_make(models):
+    """The true hand's knuckles and thumb CMC sit 3-5 mm off anything beta can make (as the detector's palm
+    points do on real footage): the per-clip rest-joint offsets move the skeleton towards the true one, and
+    the reprojection and the 3D keypoints improve; the capture's rest joints are J(beta) + offsets."""
+    from handcap.core.handmodel import rest_joints
+    from handcap.inference.fitting.identity import OFFSET_JOINTS
+
+    true_off = np.zeros((16, 3))  # MANO order: index1, ring1, pinky1, thumb1
+    true_off[[1, 10, 7, 13]] = [[0.003, 0.002, 0.003], [0, 0.003, 0], [-0.004, -0.002, -0.002], [0.002, 0.003, 0.0035]]
+    model = models["right"]
+    clip = synthetic.synthetic_clip(
+        model, K, (1280, 720), 60, seed=21, noise_px=1.0, noise_mm=2.0, joint_offsets=true_off
+    )
+    true_rest = rest_joints(model.data, clip.beta) + true_off
+    fits = {}
+    for bound in (0.0, 0.008):
+        (fits[bound],), _ = F.fit_hands([model], [clip.obs], K, F.FitOptions(max_joint_offset_m=bound))
+    off, on = fits[0.0], fits[0.008]
+    assert not off.joint_offsets.any()
+    others = np.setdiff1d(np.arange(16), OFFSET_JOINTS)
+    assert not on.joint_offsets[others].any() and np.abs(on.joint_offsets).max() <= 0.008 + 1e-12
+    np.testing.assert_allclose(on.rest_joints, rest_joints(model.data, on.beta) + on.joint_offsets, atol=1e-9)
+    assert np.nanmean(on.err2d_px) < 0.8 * np.nanmean(off.err2d_px), (off.err2d_px.mean(), on.err2d_px.mean())
+    wrist_rel = lambda j: j - j[..., :1, :]  # noqa: E731
+    kp_mm = lambda f: 1000 * np.linalg.norm(wrist_rel(f.kp3d) - wrist_rel(clip.kp3d), axis=-1).mean()  # noqa: E731
+    assert kp_mm(on) < 0.8 * kp_mm(off), (kp_mm(off), kp_mm(on))
+    palm = [1, 4, 7, 10, 13]  # rest joints about the wrist (the wrist's own offset is a translation)
+    skel = lambda f: 1000 * np.linalg.norm(wrist_rel(f.rest_joints) - wrist_rel(true_rest), axis=-1)[palm].mean()  # noqa: E731
+    assert skel(on) < 0.75 * skel(off), (skel(off), skel(on))
+
+
 def test_fit_is_deterministic(models):
     clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 12, seed=1, noise_px=2, noise_mm=5)
     a, _ = F.fit_hands([models["right"]], [clip.obs], K)
@@ -155,6 +186,7 @@ def test_single_photo(models):
         clip = synthetic.synthetic_clip(models["left"], K, (1280, 720), 1, seed=seed, beta_std=0.0)
         (fit,), _ = F.fit_hands([models["left"]], [clip.obs], K)
         assert _root_rel_mm(fit.kp3d, clip.kp3d).mean() < 1.0
+        assert np.abs(fit.joint_offsets).max() < 2e-4  # one frame cannot calibrate the skeleton: the prior holds it
         assert abs(fit.kp3d[0, 0, 2] - clip.kp3d[0, 0, 2]) < 0.01 * clip.kp3d[0, 0, 2]
 
 

@@ -344,6 +344,16 @@ def test_torch_matches_numpy_within_a_micrometre(right, left):
         assert np.abs(out.vertices.numpy() - ref.vertices).max() < 1e-6
         assert np.abs(out.keypoints.numpy() - ref.keypoints).max() < 1e-6
         assert np.abs(out.rest_joints.numpy() - ref.rest_joints).max() < 1e-6
+        # a skeleton calibrated beyond beta: both move the same rest joints and skin about them
+        offsets = rng.normal(scale=0.004, size=(16, 3))
+        ref_off = forward(data, theta, beta, transl, joint_offsets=offsets)
+        out_off = model(
+            torch.tensor(theta), torch.tensor(beta), torch.tensor(transl), joint_offsets=torch.tensor(offsets)
+        )
+        assert np.abs(out_off.vertices.numpy() - ref_off.vertices).max() < 1e-6
+        assert np.abs(out_off.keypoints.numpy() - ref_off.keypoints).max() < 1e-6
+        assert np.abs(ref_off.rest_joints - ref.rest_joints - offsets).max() < 1e-12
+        assert np.abs(ref_off.keypoints - ref.keypoints).max() > 1e-3  # the offsets do move the keypoints
         fast = model(torch.tensor(theta), torch.tensor(beta), torch.tensor(transl), with_vertices=False)
         assert fast.vertices is None
         assert torch.allclose(fast.keypoints, out.keypoints, atol=1e-7)

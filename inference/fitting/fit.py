@@ -70,6 +70,10 @@ class FitOptions:
     # the hand's centroid where stages 1-3 put it: the 2D keypoints then place the hand in the image plane
     polish_iterations: int = 3
     w_polish_depth: float = 0.2
+    # per-clip offsets of the palm's rest joints beyond beta (``identity.py``): prior weight on |offset /
+    # hand_scale_m|^2 once per clip, and bound per coordinate in metres (0 = off)
+    w_joint_offset: float = 1.0
+    max_joint_offset_m: float = 0.008
     device: str = "cpu"
 
     def validate(self) -> None:
@@ -91,6 +95,8 @@ class FitOptions:
             "w_depth_velocity",
             "w_depth_accel",
             "w_polish_depth",
+            "w_joint_offset",
+            "max_joint_offset_m",
         ):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
@@ -137,7 +143,8 @@ class HandFit:
         beta: (10,) shape.
         transl: (T, 3) MANO translation (wrist = J0(beta) + transl).
         kp3d: (T, 21, 3) fitted keypoints, camera frame.
-        rest_joints: (16, 3) rest joints J(beta), template axes.
+        rest_joints: (16, 3) rest joints J(beta) + joint_offsets, template axes.
+        joint_offsets: (16, 3) metres, the skeleton's calibration beyond beta (zero but for the palm's joints).
         valid: (T,) frames fitted from evidence; other frames are interpolated and held by the priors.
         err2d_px: (T,) mean reprojection error over the observed keypoints (NaN where not valid).
         err3d_mm: (T,) mean distance between fitted and observed 3D landmarks after removing their
@@ -149,6 +156,7 @@ class HandFit:
     transl: np.ndarray
     kp3d: np.ndarray
     rest_joints: np.ndarray
+    joint_offsets: np.ndarray
     valid: np.ndarray
     err2d_px: np.ndarray
     err3d_mm: np.ndarray
@@ -378,17 +386,20 @@ def _fit(models, observations, k, options, dt_scale, progress):
         for s, obs in zip(solvers, observations, strict=True):
             t = obs.num_frames
             theta = s.theta
-            p = s.points(theta, s.beta.expand(t, NUM_BETAS))
+            p = s.points(theta, s.ident_rows(t))
             wrist = s.wrist(s.x)
             kp = (p + wrist[:, None]).cpu().numpy()
             zero = torch.zeros(1, NUM_JOINTS, 3, dtype=_DTYPE, device=dev)
-            rest_joints = s.model(zero, s.beta[None], zero[:, 0], with_vertices=False).rest_joints[0].cpu().numpy()
+            beta, offsets = s.layout.split(s.ident[None])
+            offsets = torch.zeros_like(zero) if offsets is None else offsets
+            rest_joints = s.model(zero, beta, zero[:, 0], with_vertices=False, joint_offsets=offsets).rest_joints
+            rest_joints, offsets = rest_joints[0].cpu().numpy(), offsets[0].cpu().numpy()
             transl = wrist.cpu().numpy() - rest_joints[0]
-            fits.append(_finish(obs, k, theta.cpu().numpy(), s.beta.cpu().numpy(), transl, kp, rest_joints))
+            fits.append(_finish(obs, k, theta.cpu().numpy(), s.beta.cpu().numpy(), transl, kp, rest_joints, offsets))
     return fits, report
 
 
-def _finish(obs, k, theta, beta, transl, kp, rest_joints) -> HandFit:
+def _finish(obs, k, theta, beta, transl, kp, rest_joints, offsets) -> HandFit:
     valid = obs.valid
     uv = kp[..., :2] / kp[..., 2:] * np.array([k[0, 0], k[1, 1]]) + np.array([k[0, 2], k[1, 2]])
     d2 = np.linalg.norm(uv - obs.kp2d, axis=-1)
@@ -396,4 +407,4 @@ def _finish(obs, k, theta, beta, transl, kp, rest_joints) -> HandFit:
     err2d = np.where(valid, np.where(seen, d2, 0.0).sum(1) / np.maximum(seen.sum(1), 1), np.nan)
     rel = kp - kp.mean(1, keepdims=True)
     err3d = np.where(valid, 1000.0 * np.linalg.norm(rel - world_in_camera(obs, k), axis=-1).mean(1), np.nan)
-    return HandFit(theta, beta, transl, kp, rest_joints, valid.copy(), err2d, err3d)
+    return HandFit(theta, beta, transl, kp, rest_joints, offsets, valid.copy(), err2d, err3d)

@@ -3,8 +3,9 @@
 State per frame, 51 numbers ``x``: the global orientation (3, axis-angle, camera axes), the 15 finger
 rotations in their joint frames (45: flexion, twist, abduction; the model's axis-angle is ``F_j @ local``)
 and the wrist as image-plane direction and log depth (3): ``wrist = (dx z, dy z, z)``, ``z = exp(logz)``.
-In these coordinates the joint limits are a box, kept as hard constraints (projected steps). The shape
-beta (10) is shared by the track and updated by its own Gauss-Newton step between pose steps.
+In these coordinates the joint limits are a box, kept as hard constraints (projected steps). The identity
+(shape beta and the palm's rest-joint offsets, ``identity.py``) is shared by the track and updated together
+with the poses in the joint steps.
 
 Jacobians of the hand model are finite differences (float64) from one batched forward pass. Joints at the
 same depth of different fingers move disjoint keypoints, so one probe perturbs all five at once: 3 root +
@@ -21,13 +22,13 @@ import numpy as np
 import torch
 
 from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
-from . import priors
+from . import priors, state
+from .identity import IdentityLayout
 from .linalg import spd_solve, wrap_rotvec
+from .state import NUM_PARAMS, NUM_POSE
 
-NUM_POSE = 3 * NUM_JOINTS  # 48
-NUM_PARAMS = NUM_POSE + 3  # + wrist direction (2) and log depth (1)
 MAX_BETA = 3.0  # shape coefficients are population standard deviations: keep the hand plausible
-_EPS = 1e-6  # finite-difference step (radians / beta units), float64
+_EPS = state.EPS
 
 # Which finite-difference probe supplies each (keypoint, pose column): probes 0-2 the root components,
 # probe 3 + 3 * (level - 1) + c local component c of the joints at depth ``level`` of all five fingers.
@@ -64,6 +65,8 @@ class Weights:
     w_depth_accel: float
     hand_scale_m: float
     w_polish_depth: float
+    w_joint_offset: float
+    max_joint_offset_m: float
     dt_scale: float
 
 
@@ -88,14 +91,17 @@ class HandSolver:
         local = torch.einsum("jab,tja->tjb", self.frames, theta[:, 1:])
         self.x = torch.cat([theta[:, 0], local.reshape(t, -1), init["wrist"]], -1)
         self.x = torch.maximum(torch.minimum(self.x, self.upper), self.lower)
-        self.beta = init["beta"].clone()
+        self.layout = IdentityLayout(MAX_BETA, weights.max_joint_offset_m)
+        self.ident = self.layout.initial(init["beta"])  # (S,) beta and rest-joint offsets
         self.polish_ref = None  # (T, 21, 3) centred keypoints the polish stage holds (None: 3D landmark term)
         self.polish_mask = None  # (T, 21, 3) which of their coordinates it holds
         self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
-        self.lam_beta = 1e-3
+        self.lam_ident = 1e-3
         # one shape prior per seen frame: the landmarks' proportions are biased the same way in every frame, so
         # more frames must not let the shape drift further from plausible hands
-        self.shape_weight = weights.w_shape * max(float(data["valid"].sum()), 1.0) ** 0.5
+        shape_weight = weights.w_shape * max(float(data["valid"].sum()), 1.0) ** 0.5
+        self.ident_prior = self.layout.prior_diag(shape_weight, weights.w_joint_offset, weights.hand_scale_m, theta)
+        self.ident_bound = self.layout.bound(theta)
         self.probe = torch.as_tensor(_PROBE, device=dev)
         self.kp_index = torch.arange(NUM_KEYPOINTS, device=dev)[:, None].expand(NUM_KEYPOINTS, NUM_POSE)
         # finite-difference perturbations of theta for the 12 probes, (12, 16, 3)
@@ -124,26 +130,22 @@ class HandSolver:
     def theta(self) -> torch.Tensor:
         return self.theta_of(self.x)
 
-    @staticmethod
-    def wrist(x: torch.Tensor) -> torch.Tensor:
-        """Wrist position (N, 3) in the camera frame, metres."""
-        z = torch.exp(x[:, NUM_POSE + 2 :])
-        return torch.cat([x[:, NUM_POSE : NUM_POSE + 2] * z, z], -1)
-
-    @staticmethod
-    def _wrist_jac(x: torch.Tensor) -> torch.Tensor:
-        """d wrist / d (dx, dy, logz): (N, 3, 3)."""
-        w = HandSolver.wrist(x)
-        z = w[:, 2]
-        zero = torch.zeros_like(z)
-        rows = [torch.stack([z, zero, w[:, 0]], -1), torch.stack([zero, z, w[:, 1]], -1)]
-        return torch.stack(rows + [torch.stack([zero, zero, z], -1)], -2)
+    wrist = staticmethod(state.wrist)
+    _wrist_jac = staticmethod(state.wrist_jac)
 
     # -- model evaluation --------------------------------------------------------------------------
-    def points(self, theta: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
-        """Keypoints relative to the wrist (N, 21, 3) in camera axes for poses (N, 16, 3), beta (N, 10)."""
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.ident[:NUM_BETAS]
+
+    def ident_rows(self, n: int) -> torch.Tensor:
+        return self.ident.expand(n, -1)
+
+    def points(self, theta: torch.Tensor, ident: torch.Tensor) -> torch.Tensor:
+        """Keypoints relative to the wrist (N, 21, 3) in camera axes for poses (N, 16, 3), identities (N, S)."""
         zero = torch.zeros(theta.shape[0], 3, dtype=theta.dtype, device=theta.device)
-        out = self.model(theta, beta, zero, with_vertices=False)
+        beta, offsets = self.layout.split(ident)
+        out = self.model(theta, beta, zero, with_vertices=False, joint_offsets=offsets)
         # with zero translation the posed wrist sits at J0(beta), the pivot of the global orientation
         return out.keypoints - out.joints[:, :1]
 
@@ -155,8 +157,9 @@ class HandSolver:
         differentiating R0 alone; the 9 finger probes go through the model."""
         t = theta.shape[0]
         probes = torch.cat([theta[:, None], theta[:, None] + self.delta[3:]], 1) if fingers else theta[:, None]
-        beta = self.beta.expand(t * probes.shape[1], NUM_BETAS)
-        pts = self.points(probes.reshape(-1, NUM_JOINTS, 3), beta).reshape(t, -1, NUM_KEYPOINTS, 3)
+        pts = self.points(probes.reshape(-1, NUM_JOINTS, 3), self.ident_rows(t * probes.shape[1])).reshape(
+            t, -1, NUM_KEYPOINTS, 3
+        )
         base = pts[:, 0]
         rot = priors.axis_angle_to_matrix(theta[:, 0])
         eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
@@ -205,7 +208,7 @@ class HandSolver:
         the current solution (the 2D keypoints then place the hand in the image plane; keypoints without 2D
         evidence keep their whole position)."""
         t = self.x.shape[0]
-        p = self.points(self.theta, self.beta.expand(t, NUM_BETAS))
+        p = self.points(self.theta, self.ident_rows(t))
         self.polish_ref = (p - p.mean(1, keepdim=True)).clone()
         mask = torch.ones_like(p)
         mask[..., :2] = (self.d["conf"] <= 0).to(p.dtype)[..., None]
@@ -226,74 +229,24 @@ class HandSolver:
         )
 
     def prior_terms(self, x: torch.Tensor):
-        """Priors of states x (T, 51): per-frame cost (T,) (temporal terms counted in every frame they touch),
-        gradient (T, 51), Hessian diagonal (T, 51), root block (T, 3, 3), wrist block (T, 3, 3), and the total
-        (every term once). Pose prior towards the flat hand; smooth rotations (matrices for the root, joint-frame
-        angles for the fingers, which stay far from the 2 pi wrap) and smooth wrist motion."""
-        w = self.w
-        t = x.shape[0]
-        cost = (self.pose_diag * x * x).sum(1)
-        total = cost.sum()
-        grad = self.pose_diag * x
-        diag = self.pose_diag.expand(t, -1).clone()
-        root_h = x.new_zeros(t, 3, 3)
-        wrist_h = x.new_zeros(t, 3, 3)
-        if t > 1:
-            dt2 = w.dt_scale**2
-            wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
-            rot = priors.axis_angle_to_matrix(x[:, :3])
-            eye = torch.eye(3, dtype=x.dtype, device=x.device)
-            drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + _EPS * e) - rot) / _EPS for e in eye], -1)
-            c, g, h, tot = priors.temporal_terms(rot.reshape(t, 1, 9), drot.reshape(t, 1, 9, 3), wv, wa)
-            cost, total, root_h = cost + c, total + tot, h[:, 0]
-            grad[:, :3] += g[:, 0]
-            ones = torch.ones(t, NUM_POSE - 3, 1, 1, dtype=x.dtype, device=x.device)
-            c, g, h, tot = priors.temporal_terms(x[:, 3:NUM_POSE, None], ones, wv, wa)  # d x / d x = 1
-            cost, total = cost + c, total + tot
-            grad[:, 3:NUM_POSE] += g[..., 0]
-            diag[:, 3:NUM_POSE] += h[..., 0, 0]
-            s = w.hand_scale_m
-            wv, wa = w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2
-            c, g, h, tot = priors.temporal_terms(self.wrist(x)[:, None] / s, self._wrist_jac(x)[:, None] / s, wv, wa)
-            cost, total, wrist_h = cost + c, total + tot, h[:, 0].clone()
-            grad[:, NUM_POSE:] += g[:, 0]
-            # depth is what the image observes worst (it comes from the hand's size in pixels): smooth log depth
-            # on its own, so depth flicker is held without lagging the well observed image-plane motion
-            wv, wa = w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2
-            logz = x[:, None, NUM_POSE + 2 :]
-            c, g, h, tot = priors.temporal_terms(logz, torch.ones_like(logz)[..., None], wv, wa)
-            cost, total = cost + c, total + tot
-            grad[:, NUM_POSE + 2] += g[:, 0, 0]
-            wrist_h[:, 2, 2] += h[:, 0, 0, 0]
-        return cost, grad, diag, root_h, wrist_h, total
+        """``state.prior_terms`` of states x (T, 51) with this track's weights."""
+        return state.prior_terms(x, self.pose_diag, self.w)
 
     def prior_cost(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-frame prior cost (T,) of states x, as ``prior_terms`` (no derivatives)."""
-        w = self.w
-        t = x.shape[0]
-        cost = (self.pose_diag * x * x).sum(1)
-        if t > 1:
-            dt2 = w.dt_scale**2
-            wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
-            rot = priors.axis_angle_to_matrix(x[:, :3]).reshape(t, 9)
-            cost = cost + priors.temporal_cost(torch.cat([rot, x[:, 3:NUM_POSE]], 1), wv, wa)
-            wt = self.wrist(x) / w.hand_scale_m
-            cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
-            cost = cost + priors.temporal_cost(x[:, NUM_POSE + 2 :], w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2)
-        return cost
+        return state.prior_cost(x, self.pose_diag, self.w)
 
     def frame_cost(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Cost of frames ``idx`` (data + priors, temporal terms with the neighbours in x)."""
-        p = self.points(self.theta_of(x[idx]), self.beta.expand(len(idx), NUM_BETAS))
+        p = self.points(self.theta_of(x[idx]), self.ident_rows(len(idx)))
         r2, _, r3 = self.data_residuals(p, self.wrist(x[idx]), idx)
         return self.data_weights(r2, r3, idx)[0] + self.prior_cost(x)[idx]
 
     # -- steps -------------------------------------------------------------------------------------
-    def _data_system(self, x: torch.Tensor, active: torch.Tensor, with_beta: bool = False):
+    def _data_system(self, x: torch.Tensor, active: torch.Tensor, with_ident: bool = False):
         """Linearised data terms of all frames at states x, for the active columns (bool (51,)).
 
-        Returns per-frame cost (T,), Hessian (T, n, n), gradient (T, n), and with_beta the coupling
-        (T, n, 10), shape Hessian (10, 10) and shape gradient (10,) summed over frames (else None)."""
+        Returns per-frame cost (T,), Hessian (T, n, n), gradient (T, n), and with_ident the coupling
+        (T, n, S), identity Hessian (S, S) and gradient (S,) summed over frames (else None)."""
         t = x.shape[0]
         cols = torch.nonzero(active)[:, 0]
         theta = self.theta_of(x)
@@ -319,26 +272,28 @@ class HandSolver:
         # the Gauss-Newton matrix only shapes the step: single precision halves its cost (gradients stay double)
         hess = (wjac.float().transpose(1, 2) @ jac.float()).to(jac.dtype)
         grad = ((wts * res)[:, None] @ jac)[:, 0]
-        if not with_beta:
+        if not with_ident:
             return data_cost, hess, grad, None, None, None
-        jb = self.beta_jacobian(theta, p)  # (T, 21, 3, 10)
+        jb = self.ident_jacobian(theta, p)  # (T, 21, 3, S)
         jb3 = (jb - jb.mean(1, keepdim=True)) * inv_m
         if self.polish_ref is not None:
             jb3 = jb3 * self.polish_mask[..., None]
-        jbeta = torch.cat([(dproj @ jb).reshape(t, -1, NUM_BETAS), jb3.reshape(t, -1, NUM_BETAS)], 1)
+        n_id = self.layout.size
+        jbeta = torch.cat([(dproj @ jb).reshape(t, -1, n_id), jb3.reshape(t, -1, n_id)], 1)
         coupling = wjac.transpose(1, 2) @ jbeta
         wjb = jbeta * wts[..., None]
         hess_b = (wjb.transpose(1, 2) @ jbeta).sum(0)
         grad_b = ((wts * res)[:, None] @ jbeta)[:, 0].sum(0)
         return data_cost, hess, grad, coupling, hess_b, grad_b
 
-    def beta_jacobian(self, theta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """dP / d beta (T, 21, 3, 10) of the wrist-relative keypoints ``base`` (T, 21, 3) by finite differences."""
-        t = theta.shape[0]
-        eye = torch.eye(NUM_BETAS, dtype=theta.dtype, device=theta.device)
-        betas = (self.beta + _EPS * eye)[None].expand(t, -1, -1).reshape(-1, NUM_BETAS)
-        thetas = theta[:, None].expand(t, NUM_BETAS, NUM_JOINTS, 3).reshape(-1, NUM_JOINTS, 3)
-        pts = self.points(thetas, betas).reshape(t, NUM_BETAS, NUM_KEYPOINTS, 3)
+    def ident_jacobian(self, theta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """dP / d identity (T, 21, 3, S) of the wrist-relative keypoints ``base`` (T, 21, 3) by finite
+        differences (offsets in metres take the same step as beta: both are O(1e-2..1))."""
+        t, n = theta.shape[0], self.layout.size
+        eye = torch.eye(n, dtype=theta.dtype, device=theta.device)
+        idents = (self.ident + _EPS * eye)[None].expand(t, -1, -1).reshape(-1, n)
+        thetas = theta[:, None].expand(t, n, NUM_JOINTS, 3).reshape(-1, NUM_JOINTS, 3)
+        pts = self.points(thetas, idents).reshape(t, n, NUM_KEYPOINTS, 3)
         return ((pts - base[:, None]) / _EPS).permute(0, 2, 3, 1)
 
     def _frame_system(self, x, cols, data_hess, data_grad, lam, idx=None):
@@ -379,17 +334,16 @@ class HandSolver:
         return x
 
     def joint_step(self) -> None:
-        """One damped Gauss-Newton step of all poses and the shape together (Schur complement on beta, as in
+        """One damped Gauss-Newton step of all poses and the identity together (Schur complement on it, as in
         bundle adjustment): shape and pose are strongly coupled (bone lengths vs. joint angles), so steps that
         move only one of them at a time crawl. Temporal terms are linearised with the neighbours held (all
         frames at once); the step is kept only if the track's total cost goes down, else damped harder."""
         x = self.x
         active = torch.ones(NUM_PARAMS, dtype=torch.bool, device=x.device)
         cols = torch.nonzero(active)[:, 0]
-        _, data_hess, data_grad, coupling, hess_b, grad_b = self._data_system(x, active, with_beta=True)
-        eye = torch.eye(NUM_BETAS, dtype=x.dtype, device=x.device)
-        hess_b = hess_b + self.shape_weight * eye
-        grad_b = grad_b + self.shape_weight * self.beta
+        _, data_hess, data_grad, coupling, hess_b, grad_b = self._data_system(x, active, with_ident=True)
+        hess_b = hess_b + torch.diag(self.ident_prior)
+        grad_b = grad_b + self.ident_prior * self.ident
         before = self.total_cost()
         for _ in range(4):
             hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, self.lam)
@@ -401,19 +355,19 @@ class HandSolver:
             sol = torch.cholesky_solve(torch.cat([grad[..., None], cpl], -1), chol)  # H^-1 [g | C]
             schur = hess_b - torch.einsum("tpi,tpj->ij", cpl, sol[..., 1:])
             schur_g = grad_b - torch.einsum("tpi,tp->i", cpl, sol[..., 0])
-            schur = schur + self.lam_beta * torch.diag(torch.diagonal(schur) + 1e-9)
-            d_beta = -torch.linalg.solve(schur, schur_g)
-            step = -(sol[..., 0] + (sol[..., 1:] @ d_beta[:, None])[..., 0])
-            old_x, old_beta = self.x, self.beta
+            schur = schur + self.lam_ident * torch.diag(torch.diagonal(schur) + 1e-9)
+            d_ident = -torch.linalg.solve(schur, schur_g)
+            step = -(sol[..., 0] + (sol[..., 1:] @ d_ident[:, None])[..., 0])
+            old_x, old_ident = self.x, self.ident
             self.x = self._apply(x, cols, step)
-            self.beta = torch.clamp(self.beta + d_beta, -MAX_BETA, MAX_BETA)
+            self.ident = torch.maximum(torch.minimum(self.ident + d_ident, self.ident_bound), -self.ident_bound)
             if self.total_cost() < before:
                 self.lam = (self.lam / 3).clamp(min=1e-7)
-                self.lam_beta = max(self.lam_beta / 3, 1e-7)
+                self.lam_ident = max(self.lam_ident / 3, 1e-7)
                 return
-            self.x, self.beta = old_x, old_beta
+            self.x, self.ident = old_x, old_ident
             self.lam = (self.lam * 5).clamp(max=1e7)
-            self.lam_beta = min(self.lam_beta * 5, 1e7)
+            self.lam_ident = min(self.lam_ident * 5, 1e7)
 
     def pose_step(self, active: torch.Tensor) -> None:
         """One damped Gauss-Newton step of every frame's active parameters (bool mask (51,)).
@@ -493,7 +447,7 @@ class HandSolver:
     def total_cost(self) -> float:
         """Objective of the track: data terms of all frames, priors (each term once) and the shape prior."""
         t = self.x.shape[0]
-        p = self.points(self.theta, self.beta.expand(t, NUM_BETAS))
+        p = self.points(self.theta, self.ident_rows(t))
         r2, _, r3 = self.data_residuals(p, self.wrist(self.x))
         data = self.data_weights(r2, r3)[0].sum()
-        return float(data + self.prior_terms(self.x)[5]) + self.shape_weight * float(self.beta @ self.beta)
+        return float(data + self.prior_terms(self.x)[5]) + float((self.ident_prior * self.ident) @ self.ident)

@@ -83,8 +83,10 @@ def synthetic_clip(
     key_every: int = 15,
     depth_range: tuple[float, float] = (0.35, 0.7),
     beta_std: float = 0.7,
+    joint_offsets: np.ndarray | None = None,
 ) -> SyntheticHand:
-    """A smooth random clip of one hand seen by camera k (3, 3); everything from ``seed``."""
+    """A smooth random clip of one hand seen by camera k (3, 3); everything from ``seed``. joint_offsets
+    (16, 3) metres move the true skeleton's rest joints beyond beta (a hand the shape space cannot make)."""
     rng = np.random.default_rng(seed)
     n_keys = max(2, int(np.ceil((num_frames - 1) / key_every)) + 1)
     key_t = np.arange(n_keys) * float(key_every)
@@ -102,7 +104,8 @@ def synthetic_clip(
     dtype = model.joint_frames.dtype
     with torch.no_grad():
         th = torch.as_tensor(theta, dtype=dtype)
-        out = model(th, torch.as_tensor(np.tile(beta, (num_frames, 1)), dtype=dtype), th[:, 0] * 0, with_vertices=False)
+        bt = torch.as_tensor(np.tile(beta, (num_frames, 1)), dtype=dtype)
+        out = model(th, bt, th[:, 0] * 0, with_vertices=False, joint_offsets=joint_offsets)
         j0 = _np(out.joints[:, 0])
         kp = _np(out.keypoints) - j0[:, None] + wrist[:, None]
     transl = wrist - j0

@@ -29,7 +29,7 @@ class HandOutput:
         vertices: (B, V, 3) posed mesh, or None when ``with_vertices=False``.
         joints: (B, 16, 3) posed joints, MANO order.
         keypoints: (B, 21, 3) joints + fingertip vertices, HandKeypoint order.
-        rest_joints: (B, 16, 3) rest joints J(beta), template axes (no pose, no transl).
+        rest_joints: (B, 16, 3) rest joints J(beta) (+ joint_offsets), template axes (no pose, no transl).
     """
 
     vertices: torch.Tensor | None
@@ -165,7 +165,7 @@ class HandModel(nn.Module):
         trans_b = torch.einsum("vj,bjk->bvk", weights, trans)
         return (rot_b @ points.unsqueeze(-1)).squeeze(-1) + trans_b
 
-    def forward(self, theta, beta=None, transl=None, with_vertices: bool = True) -> HandOutput:
+    def forward(self, theta, beta=None, transl=None, with_vertices: bool = True, joint_offsets=None) -> HandOutput:
         """Pose the hand.
 
         Args:
@@ -173,10 +173,14 @@ class HandModel(nn.Module):
             beta: (B, 10) or (10,) shape coefficients (default zeros).
             transl: (B, 3) or (3,) translation added last (default zeros).
             with_vertices: False skips the mesh (joints and the 5 fingertip vertices only).
+            joint_offsets: (B, 16, 3) or (16, 3) metres added to the rest joints J(beta) (a skeleton calibrated
+                beyond beta, see ``inference.fitting.identity``); the mesh is skinned about the moved joints.
         """
         theta, beta, transl = self._inputs(theta, beta, transl)
         n = theta.shape[0]
         rest = self.rest_joints(beta)
+        if joint_offsets is not None:
+            rest = rest + torch.as_tensor(joint_offsets, device=rest.device, dtype=rest.dtype)
         rot = rodrigues(theta)
         rot_g, pos_g = self._kinematics(rot, rest)
         feat = None

@@ -100,7 +100,7 @@ def composite(image: np.ndarray, capture: Capture, t: int, models: dict[str, Han
             continue
         observed = draw.draw_keypoints(observed, track.kp2d[t], track.kp_conf[t], min_conf=0.05)
         if side in models:
-            out = forward(models[side], track.theta[t], track.beta, track.transl[t])
+            out = forward(models[side], track.theta[t], track.beta, track.transl[t], track.joint_offsets)
             fitted = draw.draw_mesh(fitted, out.vertices[0], models[side].faces, K)
         fitted = draw.draw_keypoints(fitted, draw.project(track.kp3d[t].astype(np.float64), K))
         # Centred on the middle of the hand, not the wrist, so a whole open hand fits the 25 cm view.

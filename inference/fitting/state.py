@@ -1,0 +1,90 @@
+"""The per-frame state of the hand solver and its priors (torch, float64).
+
+A state x (51,) is the global orientation (3, axis-angle, camera axes), the 15 finger rotations in their
+joint frames (45) and the wrist as image-plane direction and log depth (3). The priors are the pose pull
+towards the flat hand and the temporal smoothness terms, in the Gauss-Newton form of ``priors.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...core.keypoints import NUM_JOINTS
+from . import priors
+
+NUM_POSE = 3 * NUM_JOINTS  # 48
+NUM_PARAMS = NUM_POSE + 3  # + wrist direction (2) and log depth (1)
+EPS = 1e-6  # finite-difference step (radians / beta units / metres), float64
+
+
+def wrist(x: torch.Tensor) -> torch.Tensor:
+    """Wrist position (N, 3) in the camera frame, metres, of states x (N, 51)."""
+    z = torch.exp(x[:, NUM_POSE + 2 :])
+    return torch.cat([x[:, NUM_POSE : NUM_POSE + 2] * z, z], -1)
+
+
+def wrist_jac(x: torch.Tensor) -> torch.Tensor:
+    """d wrist / d (dx, dy, logz): (N, 3, 3)."""
+    w = wrist(x)
+    z = w[:, 2]
+    zero = torch.zeros_like(z)
+    rows = [torch.stack([z, zero, w[:, 0]], -1), torch.stack([zero, z, w[:, 1]], -1)]
+    return torch.stack(rows + [torch.stack([zero, zero, z], -1)], -2)
+
+
+def prior_terms(x: torch.Tensor, pose_diag: torch.Tensor, w):
+    """Priors of states x (T, 51) (pose_diag (51,) the pose prior, w the solver's Weights): per-frame cost
+    (T,) (temporal terms counted in every frame they touch), gradient (T, 51), Hessian diagonal (T, 51), root
+    block (T, 3, 3), wrist block (T, 3, 3), and the total (every term once). Pose prior towards the flat
+    hand; smooth rotations (matrices for the root, joint-frame angles for the fingers, which stay far from
+    the 2 pi wrap) and smooth wrist motion."""
+    t = x.shape[0]
+    cost = (pose_diag * x * x).sum(1)
+    total = cost.sum()
+    grad = pose_diag * x
+    diag = pose_diag.expand(t, -1).clone()
+    root_h = x.new_zeros(t, 3, 3)
+    wrist_h = x.new_zeros(t, 3, 3)
+    if t > 1:
+        dt2 = w.dt_scale**2
+        wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
+        rot = priors.axis_angle_to_matrix(x[:, :3])
+        eye = torch.eye(3, dtype=x.dtype, device=x.device)
+        drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
+        c, g, h, tot = priors.temporal_terms(rot.reshape(t, 1, 9), drot.reshape(t, 1, 9, 3), wv, wa)
+        cost, total, root_h = cost + c, total + tot, h[:, 0]
+        grad[:, :3] += g[:, 0]
+        ones = torch.ones(t, NUM_POSE - 3, 1, 1, dtype=x.dtype, device=x.device)
+        c, g, h, tot = priors.temporal_terms(x[:, 3:NUM_POSE, None], ones, wv, wa)  # d x / d x = 1
+        cost, total = cost + c, total + tot
+        grad[:, 3:NUM_POSE] += g[..., 0]
+        diag[:, 3:NUM_POSE] += h[..., 0, 0]
+        s = w.hand_scale_m
+        wv, wa = w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2
+        c, g, h, tot = priors.temporal_terms(wrist(x)[:, None] / s, wrist_jac(x)[:, None] / s, wv, wa)
+        cost, total, wrist_h = cost + c, total + tot, h[:, 0].clone()
+        grad[:, NUM_POSE:] += g[:, 0]
+        # depth is what the image observes worst (it comes from the hand's size in pixels): smooth log depth
+        # on its own, so depth flicker is held without lagging the well observed image-plane motion
+        wv, wa = w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2
+        logz = x[:, None, NUM_POSE + 2 :]
+        c, g, h, tot = priors.temporal_terms(logz, torch.ones_like(logz)[..., None], wv, wa)
+        cost, total = cost + c, total + tot
+        grad[:, NUM_POSE + 2] += g[:, 0, 0]
+        wrist_h[:, 2, 2] += h[:, 0, 0, 0]
+    return cost, grad, diag, root_h, wrist_h, total
+
+
+def prior_cost(x: torch.Tensor, pose_diag: torch.Tensor, w) -> torch.Tensor:
+    """Per-frame prior cost (T,) of states x, as ``prior_terms``."""
+    t = x.shape[0]
+    cost = (pose_diag * x * x).sum(1)
+    if t > 1:
+        dt2 = w.dt_scale**2
+        wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
+        rot = priors.axis_angle_to_matrix(x[:, :3]).reshape(t, 9)
+        cost = cost + priors.temporal_cost(torch.cat([rot, x[:, 3:NUM_POSE]], 1), wv, wa)
+        wt = wrist(x) / w.hand_scale_m
+        cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
+        cost = cost + priors.temporal_cost(x[:, NUM_POSE + 2 :], w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2)
+    return cost
