@@ -146,7 +146,7 @@ class HandSolver:
         zero = torch.zeros(theta.shape[0], 3, dtype=theta.dtype, device=theta.device)
         beta, offsets = self.layout.split(ident)
         out = self.model(theta, beta, zero, with_vertices=False, joint_offsets=offsets)
-        # with zero translation the posed wrist sits at J0(beta), the pivot of the global orientation
+        # with zero translation the posed wrist sits at the rest wrist J0 (beta and offset), the pivot of the root
         return out.keypoints - out.joints[:, :1]
 
     def pose_jacobian(self, theta: torch.Tensor, fingers: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
