@@ -14,7 +14,6 @@ from .conftest import REPO, shared_path
 pytestmark = pytest.mark.blender
 
 T = 48
-REAL_FRAMES = "0:90"
 _REAL: dict = {}  # the real capture is made once per session, shared with test_blender_camera
 GAP = (20, 23)  # frames [20, 23) lost: bridged by gap filling
 
@@ -243,13 +242,13 @@ def counting_capture(tmp_path_factory):
 
 
 def counting_capture_files(tmp_path_factory):
-    """(video, capture path): the first 90 frames of the shared two-hands clip captured by the real command."""
+    """(video, capture path): the whole shared two-hands clip (210 frames) captured by the real command."""
     video = shared_path("videos", "two_hands_counting_720p.mp4")
     if importlib.util.find_spec("handcap.cli.capture") is None:
         pytest.skip("the capture command (python -m handcap capture) is not in this build")
     if "path" not in _REAL:
         out = tmp_path_factory.mktemp("counting") / "counting.npz"
-        cmd = [sys.executable, "-m", "handcap", "capture", str(video), "-o", str(out), "--frames", REAL_FRAMES]
+        cmd = [sys.executable, "-m", "handcap", "capture", str(video), "-o", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
         _REAL["path"] = out
@@ -259,9 +258,10 @@ def counting_capture_files(tmp_path_factory):
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_default_smoothing_on_real_footage(hc, counting_capture):
-    """Default settings on a real capture (whose fit already has a temporal prior): jitter down at least 3.5x,
-    joints within 2.5 mm of the raw capture on average (measured 2026-11-23 on frames 0:90: 4.0x / 2.0 mm right,
-    4.3x / 1.7 mm left; the issue's target, 5x at < 3 mm on the whole clip, is not reached yet)."""
+    """Default settings on the whole real clip (whose fit already has a temporal prior): jitter down at least 4x,
+    joints within 4 mm of the raw capture on average. Measured 2026-11-23: 4.6x / 3.48 mm right, 5.4x / 3.31 mm
+    left, the same as ``benchmarks/bench_smoothing.py --capture``; the issue's target, 5x at < 3 mm, is not
+    reached (README, "Measured")."""
     _, path = counting_capture
     cap = hc.mod("core.capture").read_capture(path)
     assert set(cap.hands) == {"right", "left"}
@@ -269,5 +269,5 @@ def test_default_smoothing_on_real_footage(hc, counting_capture):
     for side, arm in arms.items():
         report = hc.mod("builders.smooth").smooth_armature(arm)
         print(f"{side}: {report.summary()}")
-        assert report.jitter_reduction >= 3.5, report
-        assert report.deviation_mean_mm < 2.5, report
+        assert report.jitter_reduction >= 4.0, report
+        assert report.deviation_mean_mm < 4.0, report

@@ -61,7 +61,9 @@ def test_shape_from_bone_lengths_recovers_beta(models):
     )  # rest keypoints within 0.2 mm (beta directions the keypoints cannot see are free)
 
 
-@pytest.mark.parametrize("noise_px, noise_mm, bound_mm", [(0.0, 0.0, 1.0), (2.0, 5.0, 5.0)])
+# Noiseless: 0.79 mm before the final 2D polish, 1.6 mm after it (the polish follows the image with stage 3's
+# skeleton, whose small errors it turns into pose; on real footage that buys the overlay, docs/fitting.md).
+@pytest.mark.parametrize("noise_px, noise_mm, bound_mm", [(0.0, 0.0, 2.0), (2.0, 5.0, 5.0)])
 def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
     clips = [
         synthetic.synthetic_clip(models[s], K, (1280, 720), 60, seed=10 + i, noise_px=noise_px, noise_mm=noise_mm)
@@ -120,10 +122,12 @@ def test_depth_prior_holds_depth_noise_and_depth_step_lowers_the_cost(models):
         assert s.total_cost() <= before
 
 
-def test_polish_follows_the_image_where_3d_landmarks_disagree(models):
+@pytest.mark.parametrize("w_polish_depth, depth_mm", [(0.0, 2.5), (0.2, 1.0)])
+def test_polish_follows_the_image_where_3d_landmarks_disagree(models, w_polish_depth, depth_mm):
     """MediaPipe's 3D landmarks and its 2D keypoints disagree on proportions. Here the 3D landmarks' fingers are
-    made 20 % shorter than the projected ones: the polish (3D term replaced by a depth prior) brings the
-    reprojection close to the 2D keypoints while keeping the 3D pose (depth about the centroid)."""
+    made 20 % shorter than the projected ones: the polish (no 3D term) brings the reprojection close to the 2D
+    keypoints while the 3D pose (depth about the centroid) stays close, closer still with the optional prior
+    holding the keypoints' depths."""
     clip = synthetic.synthetic_clip(models["right"], K, (1280, 720), 30, seed=2)
     obs = clip.obs
     world = obs.world.copy()
@@ -134,12 +138,13 @@ def test_polish_follows_the_image_where_3d_landmarks_disagree(models):
     biased = F.HandObservations(obs.kp2d, obs.kp_conf, world, obs.world_valid)
     fits = {}
     for n in (0, 3):
-        (fits[n],), report = F.fit_hands([models["right"]], [biased], K, F.FitOptions(polish_iterations=n))
+        opts = F.FitOptions(polish_iterations=n, w_polish_depth=w_polish_depth)
+        (fits[n],), report = F.fit_hands([models["right"]], [biased], K, opts)
         assert report.iterations["polish"] == n
     before, after = np.nanmean(fits[0].err2d_px), np.nanmean(fits[3].err2d_px)
     assert after < 0.7 * before, (before, after)
     depth = lambda f: f.kp3d[..., 2] - f.kp3d[..., 2].mean(1, keepdims=True)  # noqa: E731
-    assert 1000 * np.abs(depth(fits[3]) - depth(fits[0])).mean() < 1.0  # mm
+    assert 1000 * np.abs(depth(fits[3]) - depth(fits[0])).mean() < depth_mm  # mm
 
 
 def test_palm_joint_offsets_calibrate_a_skeleton_beta_cannot_make(models):
@@ -209,10 +214,10 @@ def test_gaps_and_nans_are_masked_and_filled(models):
     assert np.array_equal(fit.valid, expected_valid)
     assert np.isnan(fit.err2d_px[gap]).all() and np.isfinite(fit.err2d_px[expected_valid]).all()
     err = _root_rel_mm(fit.kp3d, clip.kp3d)
-    # Bounds: 0.79 / 0.78 mm before the final 2D polish, 1.00 / 1.20 mm after it (the polish holds stage 3's
-    # depths and follows the image, so on noiseless data it gives up a little 3D accuracy).
-    assert err[expected_valid].mean() < 1.15
-    assert err[5].mean() < 1.35  # NaN keypoints ignored, the rest still fit
+    # Measured: 0.79 / 0.78 mm before the final 2D polish, 1.26 / 1.3 mm after it (the polish follows the image
+    # with stage 3's skeleton, so on noiseless data it gives up a little 3D accuracy).
+    assert err[expected_valid].mean() < 1.5
+    assert err[5].mean() < 1.6  # NaN keypoints ignored, the rest still fit
     # filled frames follow the motion: wrist inside the span of the frames around the gap
     lo = np.minimum(clip.kp3d[14, 0], clip.kp3d[25, 0]) - 0.03
     hi = np.maximum(clip.kp3d[14, 0], clip.kp3d[25, 0]) + 0.03

@@ -9,9 +9,10 @@ The solve is HAMR's coarse-to-fine iteration done as optimisation, all frames of
 analytic IK + shape from bone lengths + linear translation (``ik.py``) -> stage 1 global orientation and
 translation -> stage 2 all pose (with joint limits) -> stage 3 pose and shape, each a bounded number of
 batched Levenberg-Marquardt steps (``solver.py``); every third stage-2 step and a final one solve the log-depth
-track of the whole clip at once (``HandSolver.depth_step``); a final polish (pose steps) replaces the 3D landmark
-term by a prior holding each keypoint's depth about the hand's centroid, so the 2D keypoints, which disagree with
-the 3D landmarks on proportions, place the hand in the image plane. Nothing is random. The translation is solved as the
+track of the whole clip at once (``HandSolver.depth_step``); a final polish drops the 3D landmark term, so the 2D
+keypoints, which disagree with the 3D landmarks on proportions, place the hand with the skeleton of stage 3 (its
+bone lengths leave each bone's depth only a sign to choose, which the start decides); its steps solve the whole
+track at once (``HandSolver.track_step``). Nothing is random. The translation is solved as the
 wrist's image-plane direction and log depth, which keeps the poorly observed depth well conditioned.
 """
 
@@ -66,10 +67,10 @@ class FitOptions:
     w_depth_accel: float = 10.0
     hand_scale_m: float = 0.05
     init_shape: bool = True  # estimate beta from the 3D landmarks' bone lengths before the IK
-    # final pose steps in which the 3D landmark term is replaced by a prior holding each keypoint's depth about
-    # the hand's centroid where stages 1-3 put it: the 2D keypoints then place the hand in the image plane
+    # final pose steps without the 3D landmark term (the 2D keypoints place the hand with the calibrated skeleton);
+    # w_polish_depth > 0 adds a prior holding each keypoint's depth about the hand's centroid where stage 3 put it
     polish_iterations: int = 3
-    w_polish_depth: float = 0.2
+    w_polish_depth: float = 0.0
     # per-clip offsets of the palm's rest joints beyond beta (``identity.py``): prior weight on |offset /
     # hand_scale_m|^2 once per clip, and bound per coordinate in metres (0 = off)
     w_joint_offset: float = 1.0
@@ -366,7 +367,8 @@ def _fit(models, observations, k, options, dt_scale, progress):
                     if stage == 4:
                         if i == 0:
                             s.start_polish()
-                        s.pose_step(everything)
+                        s.track_step()  # a strongly smoothed track moves as a whole: solve it at once
+                        s.depth_step()
                     elif stage == 3:
                         s.joint_step()
                     elif stage == 2 and i % 3 == 2 and s.has_depth_prior:

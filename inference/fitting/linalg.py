@@ -20,3 +20,36 @@ def wrap_rotvec(r: torch.Tensor) -> torch.Tensor:
     """Same rotations (N, 3) with the angle kept within pi (shorter axis-angle)."""
     a = torch.linalg.norm(r, dim=-1, keepdim=True)
     return r * torch.where(a > np.pi, 1 - 2 * np.pi / torch.clamp(a, min=1e-12), torch.ones_like(a))
+
+
+def solve_block_banded(
+    diag: torch.Tensor, off1: torch.Tensor, off2: torch.Tensor, rhs: torch.Tensor
+) -> torch.Tensor | None:
+    """Solve the symmetric positive definite block-pentadiagonal system of a whole track.
+
+    Args:
+        diag: (T, n, n) blocks H[t, t]; off1: (T-1, n, n) blocks H[t, t+1]; off2: (T-2, n, n) blocks H[t, t+2]
+            (the lower blocks are their transposes).
+        rhs: (T, n).
+
+    Returns:
+        (T, n) solution, or None when the matrix is not positive definite. Banded Cholesky (LAPACK via scipy,
+        on the CPU): memory and time grow linearly with T, where a dense solve would grow as T^2 and T^3.
+    """
+    from scipy.linalg import LinAlgError, solveh_banded
+
+    t, n = rhs.shape
+    u = 3 * n - 1 if t > 2 else (2 * n - 1 if t == 2 else n - 1)
+    ab = np.zeros((u + 1, t * n))
+    p, q = np.triu_indices(n)
+    base = (np.arange(t) * n)[:, None]
+    ab[u + p - q, base + q] = diag.detach().cpu().numpy()[:, p, q]
+    pp, qq = np.indices((n, n)).reshape(2, -1)
+    for k, off in ((1, off1), (2, off2)):
+        if t > k:
+            ab[u + pp - qq - k * n, base[:-k] + k * n + qq] = off.detach().cpu().numpy()[:, pp, qq]
+    try:
+        out = solveh_banded(ab, rhs.detach().cpu().numpy().reshape(-1), check_finite=False)
+    except LinAlgError:
+        return None
+    return torch.as_tensor(out.reshape(t, n), dtype=rhs.dtype, device=rhs.device)

@@ -24,7 +24,7 @@ import torch
 from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from . import priors, state
 from .identity import IdentityLayout
-from .linalg import spd_solve, wrap_rotvec
+from .linalg import solve_block_banded, spd_solve, wrap_rotvec
 from .state import NUM_PARAMS, NUM_POSE
 
 MAX_BETA = 3.0  # shape coefficients are population standard deviations: keep the hand plausible
@@ -97,6 +97,7 @@ class HandSolver:
         self.polish_mask = None  # (T, 21, 3) which of their coordinates it holds
         self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
         self.lam_ident = 1e-3
+        self.lam_track = 1e-2  # damping of the whole-track steps (their own: they move smooth modes further)
         # one shape prior per seen frame: the landmarks' proportions are biased the same way in every frame, so
         # more frames must not let the shape drift further from plausible hands
         shape_weight = weights.w_shape * max(float(data["valid"].sum()), 1.0) ** 0.5
@@ -369,6 +370,37 @@ class HandSolver:
             self.lam = (self.lam * 5).clamp(max=1e7)
             self.lam_ident = min(self.lam_ident * 5, 1e7)
 
+    def track_step(self) -> None:
+        """One damped Gauss-Newton step of every frame's pose and wrist, solved over the whole track at once.
+
+        The temporal priors enter with their exact coupling between frames (block pentadiagonal Hessian,
+        ``state.temporal_blocks``, banded Cholesky), where ``pose_step`` holds each frame's neighbours: with
+        strong temporal priors a smooth track can only move as a whole, which frame-by-frame steps do slowly.
+        Limits are held as in ``pose_step``. Kept only if the track's total cost goes down, else damped harder."""
+        x = self.x
+        active = torch.ones(NUM_PARAMS, dtype=torch.bool, device=x.device)
+        if x.shape[0] < 2:
+            self.pose_step(active)
+            return
+        cols = torch.nonzero(active)[:, 0]
+        _, data_hess, data_grad, _, _, _ = self._data_system(x, active)
+        off1, off2 = state.temporal_blocks(x, self.w)
+        before = self.total_cost()
+        for _ in range(4):
+            lam = torch.full_like(self.lam, self.lam_track)
+            hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, lam)
+            coupled1 = off1 * free[:-1, :, None] * free[1:, None, :]
+            coupled2 = off2 * free[:-2, :, None] * free[2:, None, :]
+            step = solve_block_banded(hess, coupled1, coupled2, -grad)
+            if step is not None:
+                old = self.x
+                self.x = self._apply(x, cols, step * free)
+                if self.total_cost() < before:
+                    self.lam_track = max(self.lam_track / 3, 1e-7)
+                    return
+                self.x = old
+            self.lam_track = min(self.lam_track * 5, 1e7)
+
     def pose_step(self, active: torch.Tensor) -> None:
         """One damped Gauss-Newton step of every frame's active parameters (bool mask (51,)).
 
@@ -429,13 +461,12 @@ class HandSolver:
         step0, col_z = -sol[..., 0], sol[..., 1]
         prec = 1.0 / col_z[:, zi].clamp(min=1e-30)  # marginal precision of log depth per frame
         z0 = x[:, zi] + step0[:, zi]  # per-frame optimum of log depth with the others free
-        dt2 = w.dt_scale**2
-        wv, wa = w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2
-        eye = torch.eye(t, dtype=x.dtype, device=x.device)
-        d1 = eye[1:] - eye[:-1]
-        d2 = eye[2:] - 2 * eye[1:-1] + eye[:-2]
-        a = torch.diag(prec) + wv * d1.T @ d1 + wa * d2.T @ d2  # the same halved Gauss-Newton form as priors.py
-        z = torch.linalg.solve(a, prec * z0)
+        diag, k1, k2 = state.smoothness_bands(t, w.w_depth_velocity, w.w_depth_accel, w.dt_scale, x)
+        # the same halved Gauss-Newton form as priors.py, pentadiagonal: solved banded (linear in T)
+        z = solve_block_banded((prec + diag)[:, None, None], k1[:, None, None], k2[:, None, None], (prec * z0)[:, None])
+        if z is None:
+            return
+        z = z[:, 0]
         step = step0 + col_z * ((z - z0) * prec)[:, None]
         step = step * free
         before = self.total_cost()

@@ -88,3 +88,62 @@ def prior_cost(x: torch.Tensor, pose_diag: torch.Tensor, w) -> torch.Tensor:
         cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
         cost = cost + priors.temporal_cost(x[:, NUM_POSE + 2 :], w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2)
     return cost
+
+
+def _pair_weights(t: int, wv: float, wa: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Newton weights coupling frames (t, t+1) (T-1,) and (t, t+2) (T-2,) in ``priors.temporal_terms``:
+    a velocity pair gives -wv; an acceleration triple (1, -2, 1) gives -2 wa to each adjacent pair and +wa to
+    its ends."""
+    k1 = x.new_full((max(t - 1, 0),), -wv)
+    if t >= 3 and wa > 0:
+        k1[:-1] -= 2 * wa  # triples centred on t+1 (frames t, t+1, t+2)
+        k1[1:] -= 2 * wa  # triples centred on t (frames t-1, t, t+1)
+    k2 = x.new_full((max(t - 2, 0),), wa if wa > 0 else 0.0)
+    return k1, k2
+
+
+def smoothness_bands(
+    t: int, w_velocity: float, w_accel: float, dt_scale: float, like: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gauss-Newton matrix of the velocity / acceleration prior of one scalar track of T frames (weights per
+    frame at 30 fps, rescaled by ``dt_scale``) as bands: diagonal (T,), H[t, t+1] (T-1,), H[t, t+2] (T-2,)."""
+    dt2 = dt_scale**2
+    wv, wa = w_velocity / dt2, w_accel / dt2**2
+    diag = like.new_zeros(t)
+    diag[1:] += wv
+    diag[:-1] += wv
+    if t >= 3 and wa > 0:
+        diag[:-2] += wa
+        diag[1:-1] += 4 * wa
+        diag[2:] += wa
+    k1, k2 = _pair_weights(t, wv, wa, like)
+    return diag, k1, k2
+
+
+def temporal_blocks(x: torch.Tensor, w) -> tuple[torch.Tensor, torch.Tensor]:
+    """Off-diagonal Gauss-Newton blocks of the temporal priors of states x (T, 51): H[t, t+1] (T-1, 51, 51)
+    and H[t, t+2] (T-2, 51, 51). With ``prior_terms``' diagonal blocks they make the exact Gauss-Newton
+    Hessian of the priors over the whole track (block pentadiagonal)."""
+    t = x.shape[0]
+    off1 = x.new_zeros(max(t - 1, 0), NUM_PARAMS, NUM_PARAMS)
+    off2 = x.new_zeros(max(t - 2, 0), NUM_PARAMS, NUM_PARAMS)
+    if t < 2:
+        return off1, off2
+    dt2 = w.dt_scale**2
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    rot = priors.axis_angle_to_matrix(x[:, :3])
+    drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
+    drot = drot.reshape(t, 9, 3)
+    wj = wrist_jac(x) / w.hand_scale_m
+    fingers = torch.arange(3, NUM_POSE, device=x.device)
+    for k, off in ((1, off1), (2, off2)):
+        if t <= k:
+            continue
+        k_rot = _pair_weights(t, w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2, x)[k - 1]
+        k_wr = _pair_weights(t, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2, x)[k - 1]
+        k_z = _pair_weights(t, w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2, x)[k - 1]
+        off[:, :3, :3] = k_rot[:, None, None] * torch.einsum("tdp,tdq->tpq", drot[:-k], drot[k:])
+        off[:, fingers, fingers] = k_rot[:, None]
+        off[:, NUM_POSE:, NUM_POSE:] = k_wr[:, None, None] * torch.einsum("tdp,tdq->tpq", wj[:-k], wj[k:])
+        off[:, NUM_POSE + 2, NUM_POSE + 2] += k_z
+    return off1, off2
