@@ -95,27 +95,7 @@ def test_depth_prior_holds_depth_noise_and_depth_step_lowers_the_cost(models):
         assert np.abs(depth - clip.kp3d[:, 0, 2]).mean() < 0.03 * 0.5
     assert flicker[10.0] < 0.5 * flicker[0.0], flicker
     # one depth step from a fitted state never raises the track's objective
-    from handcap.inference.fitting import solver
-
-    model = models["right"].to(dtype=torch.float64)
-    obs = F._clean(clip.obs)
-    opts = F.FitOptions()
-    init = F._initialise(model, obs, K, opts)
-    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
-    conf = obs.kp_conf
-    data = {
-        "kp2d": tt(obs.kp2d),
-        "conf": tt(conf),
-        "world": tt(F.world_in_camera(obs, K)),
-        "inv_m": tt(1.0 / F._rms_size(obs.world, np.ones(conf.shape))),
-        "valid": tt(obs.valid),
-        "inv_px": tt(1.0 / F._rms_size(obs.kp2d, conf)),
-        "k": tt(K),
-    }
-    weights = solver.Weights(
-        **{f: getattr(opts, f) for f in solver.Weights.__dataclass_fields__ if f != "dt_scale"}, dt_scale=1.0
-    )
-    s = solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights)
+    s = F.make_solver(models["right"], F._clean(clip.obs), K, F.FitOptions())
     with torch.no_grad():
         before = s.total_cost()
         s.depth_step()

@@ -10,7 +10,7 @@ import torch
 
 from handcap.core.capture import CameraIntrinsics
 from handcap.inference.fitting import fit as F
-from handcap.inference.fitting import solver, state, synthetic
+from handcap.inference.fitting import state, synthetic
 from handcap.inference.fitting.linalg import solve_block_banded
 from handcap.inference.handmodel import load_hand_model
 
@@ -84,25 +84,6 @@ def test_smoothness_bands_are_the_dense_prior_matrix(t):
     np.testing.assert_allclose(k2.numpy(), np.diag(dense, 2), atol=1e-12)
 
 
-def _solver(model, obs, opts: F.FitOptions) -> solver.HandSolver:
-    obs = F._clean(obs)
-    init = F._initialise(model, obs, K, opts)
-    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float64)  # noqa: E731
-    conf = obs.kp_conf
-    data = {
-        "kp2d": tt(obs.kp2d),
-        "conf": tt(conf),
-        "world": tt(F.world_in_camera(obs, K)),
-        "inv_m": tt(1.0 / F._rms_size(obs.world, np.ones(conf.shape))),
-        "valid": tt(obs.valid),
-        "inv_px": tt(1.0 / F._rms_size(obs.kp2d, conf)),
-        "k": tt(K),
-    }
-    fields = solver.Weights.__dataclass_fields__
-    weights = solver.Weights(**{f: getattr(opts, f) for f in fields if f != "dt_scale"}, dt_scale=1.0)
-    return solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights)
-
-
 def test_track_step_moves_a_smooth_track_as_a_whole():
     """A track whose wrist and finger angles are all off by the same amount in every frame (a smooth error the
     temporal priors do not see) under strong temporal priors: one whole-track step leaves much less of the
@@ -113,7 +94,8 @@ def test_track_step_moves_a_smooth_track_as_a_whole():
     costs = {}
     with torch.no_grad():
         for kind in ("frames", "track"):
-            s = _solver(model, clip.obs, opts)  # noiseless keypoints: the analytic start is close to the truth
+            # noiseless keypoints: the analytic start is close to the truth
+            s = F.make_solver(model, F._clean(clip.obs), K, opts)
             fingers = slice(3, state.NUM_POSE)
             s.x[:, fingers] = torch.clamp(s.x[:, fingers] + 0.15, s.lower[fingers], s.upper[fingers])
             s.x[:, state.NUM_POSE + 2] += 0.05  # 5 % further away in every frame

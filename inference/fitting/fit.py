@@ -328,30 +328,35 @@ def fit_hands(
         torch.set_num_threads(threads)
 
 
+def make_solver(model, obs: HandObservations, k: np.ndarray, options: FitOptions, dt_scale: float = 1.0):
+    """The solver of one cleaned track (``_clean``), started from the analytic initialisation: what
+    ``fit_hands`` iterates (tests drive single steps of it). The model must be float64 on ``options.device``."""
+    dev = torch.device(options.device)
+    weights = solver.Weights(
+        **{f: getattr(options, f) for f in solver.Weights.__dataclass_fields__ if f != "dt_scale"}, dt_scale=dt_scale
+    )
+    init = _initialise(model, obs, k, options)
+    valid = obs.valid
+    conf = np.where(valid[:, None], obs.kp_conf, 0.0)
+    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=_DTYPE, device=dev)  # noqa: E731
+    data = {
+        "kp2d": tt(obs.kp2d),
+        "conf": tt(conf),
+        "world": tt(world_in_camera(obs, k)),
+        "inv_m": tt(1.0 / np.maximum(_rms_size(obs.world, np.ones(conf.shape)), 1e-3)),
+        "valid": tt(valid),
+        "inv_px": tt(1.0 / np.maximum(_rms_size(obs.kp2d, np.maximum(conf, 1e-6)), 1.0)),
+        "k": tt(k),
+    }
+    return solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights)
+
+
 def _fit(models, observations, k, options, dt_scale, progress):
     dev = torch.device(options.device)
     report = FitReport()
     start = time.perf_counter()
     models = [m.to(device=dev, dtype=_DTYPE) for m in models]
-    weights = solver.Weights(
-        **{f: getattr(options, f) for f in solver.Weights.__dataclass_fields__ if f != "dt_scale"}, dt_scale=dt_scale
-    )
-    solvers = []
-    for model, obs in zip(models, observations, strict=True):
-        init = _initialise(model, obs, k, options)
-        valid = obs.valid
-        conf = np.where(valid[:, None], obs.kp_conf, 0.0)
-        tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=_DTYPE, device=dev)  # noqa: E731
-        data = {
-            "kp2d": tt(obs.kp2d),
-            "conf": tt(conf),
-            "world": tt(world_in_camera(obs, k)),
-            "inv_m": tt(1.0 / np.maximum(_rms_size(obs.world, np.ones(conf.shape)), 1e-3)),
-            "valid": tt(valid),
-            "inv_px": tt(1.0 / np.maximum(_rms_size(obs.kp2d, np.maximum(conf, 1e-6)), 1.0)),
-            "k": tt(k),
-        }
-        solvers.append(solver.HandSolver(model, data, {n: tt(v) for n, v in init.items()}, weights))
+    solvers = [make_solver(model, obs, k, options, dt_scale) for model, obs in zip(models, observations, strict=True)]
     report.seconds["init"] = time.perf_counter() - start
     n1, n2, n3 = options.iterations
     total, done = n1 + n2 + n3 + options.polish_iterations, 0
