@@ -32,6 +32,15 @@ def wrist_jac(x: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows + [torch.stack([zero, zero, z], -1)], -2)
 
 
+def _root_matrix(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root rotation matrices of states x (T, 51), flattened (T, 9), and their finite-difference derivative
+    with respect to the root's axis-angle (T, 9, 3): what the root's temporal prior measures."""
+    rot = priors.axis_angle_to_matrix(x[:, :3])
+    eye = torch.eye(3, dtype=x.dtype, device=x.device)
+    drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
+    return rot.reshape(-1, 9), drot.reshape(-1, 9, 3)
+
+
 def prior_terms(x: torch.Tensor, pose_diag: torch.Tensor, w):
     """Priors of states x (T, 51) (pose_diag (51,) the pose prior, w the solver's Weights): per-frame cost
     (T,) (temporal terms counted in every frame they touch), gradient (T, 51), Hessian diagonal (T, 51), root
@@ -48,10 +57,8 @@ def prior_terms(x: torch.Tensor, pose_diag: torch.Tensor, w):
     if t > 1:
         dt2 = w.dt_scale**2
         wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
-        rot = priors.axis_angle_to_matrix(x[:, :3])
-        eye = torch.eye(3, dtype=x.dtype, device=x.device)
-        drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
-        c, g, h, tot = priors.temporal_terms(rot.reshape(t, 1, 9), drot.reshape(t, 1, 9, 3), wv, wa)
+        rot, drot = _root_matrix(x)
+        c, g, h, tot = priors.temporal_terms(rot[:, None], drot[:, None], wv, wa)
         cost, total, root_h = cost + c, total + tot, h[:, 0]
         grad[:, :3] += g[:, 0]
         ones = torch.ones(t, NUM_POSE - 3, 1, 1, dtype=x.dtype, device=x.device)
@@ -129,19 +136,21 @@ def temporal_blocks(x: torch.Tensor, w) -> tuple[torch.Tensor, torch.Tensor]:
     off2 = x.new_zeros(max(t - 2, 0), NUM_PARAMS, NUM_PARAMS)
     if t < 2:
         return off1, off2
-    dt2 = w.dt_scale**2
-    eye = torch.eye(3, dtype=x.dtype, device=x.device)
-    rot = priors.axis_angle_to_matrix(x[:, :3])
-    drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
-    drot = drot.reshape(t, 9, 3)
+    _, drot = _root_matrix(x)
     wj = wrist_jac(x) / w.hand_scale_m
     fingers = torch.arange(3, NUM_POSE, device=x.device)
+    bands = [  # (H[t, t+1], H[t, t+2]) weights of the rotations (root and fingers), the wrist, its log depth
+        smoothness_bands(t, wv, wa, w.dt_scale, x)[1:]
+        for wv, wa in (
+            (w.w_rot_velocity, w.w_rot_accel),
+            (w.w_transl_velocity, w.w_transl_accel),
+            (w.w_depth_velocity, w.w_depth_accel),
+        )
+    ]
     for k, off in ((1, off1), (2, off2)):
         if t <= k:
             continue
-        k_rot = _pair_weights(t, w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2, x)[k - 1]
-        k_wr = _pair_weights(t, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2, x)[k - 1]
-        k_z = _pair_weights(t, w.w_depth_velocity / dt2, w.w_depth_accel / dt2**2, x)[k - 1]
+        k_rot, k_wr, k_z = (b[k - 1] for b in bands)
         off[:, :3, :3] = k_rot[:, None, None] * torch.einsum("tdp,tdq->tpq", drot[:-k], drot[k:])
         off[:, fingers, fingers] = k_rot[:, None]
         off[:, NUM_POSE:, NUM_POSE:] = k_wr[:, None, None] * torch.einsum("tdp,tdq->tpq", wj[:-k], wj[k:])
