@@ -13,7 +13,8 @@ capture and the time per 1000 frames of one hand.
 
 --capture TAKE.npz: instead, readouts on a real capture file (``python -m handcap capture``): per hand, the
 fit's reprojection error (kp3d projected with the capture's intrinsics vs the detected kp2d, mean over the
-keypoints of the valid frames, px) and the default smoothing's jitter reduction and deviation.
+keypoints of the valid frames, px), the default smoothing's jitter reduction and deviation, and the smoothed
+motion's reprojection error over the frames the smoothing keeps as data (not replaced as outliers or doubtful).
 """
 
 from __future__ import annotations
@@ -83,14 +84,18 @@ def real_capture(path: str) -> None:
         f"{path}: {len(cap.frames)} frames at {cap.fps:.2f} fps, "
         f"default smoothing ({settings.method}, sigma {settings.sigma})"
     )
+    k = cap.intrinsics.matrix
     for side, track in cap.hands.items():
-        err = np.linalg.norm(project_points(track.kp3d.astype(np.float64), cap.intrinsics.matrix) - track.kp2d, axis=-1)
-        _, res = smooth_track(track, settings, cap.fps)
+        err = np.linalg.norm(project_points(track.kp3d.astype(np.float64), k) - track.kp2d, axis=-1)
+        smoothed, res = smooth_track(track, settings, cap.fps)
         r = res.report
+        kept = track.valid & ~res.outliers & ~res.low_confidence
+        err_s = np.linalg.norm(project_points(smoothed.kp3d.astype(np.float64), k) - track.kp2d, axis=-1)
         print(
             f"{side:5s}: reprojection {err[track.valid].mean():.2f} px over {int(track.valid.sum())} frames; "
             f"jitter {r.jitter_before_mm:.2f} -> {r.jitter_after_mm:.2f} mm/frame^2 ({r.jitter_reduction:.2f}x), "
-            f"deviation {r.deviation_mean_mm:.2f} mm mean; |beta| max {np.abs(track.beta).max():.2f}"
+            f"deviation {r.deviation_mean_mm:.2f} mm mean; smoothed reprojection {err_s[kept].mean():.2f} px over "
+            f"{int(kept.sum())} kept frames; |beta| max {np.abs(track.beta).max():.2f}"
         )
 
 

@@ -1,9 +1,10 @@
 """How well HandCap recovers its own sample clip (assets/sample, rendered by tools/render_sample.py).
 
     .venv/bin/python benchmarks/sample_clip.py landmarks      # detection rate, 2D error, sides
-    .venv/bin/python benchmarks/sample_clip.py capture [--capture take.npz]
+    .venv/bin/python benchmarks/sample_clip.py capture [--capture take.npz] [--smoothed]
         # runs `python -m handcap capture` on the clip (unless --capture is given) and compares the fit
-        # with the known animation: joint angles, flexion, global orientation, 3D keypoints.
+        # with the known animation: joint angles, flexion, global orientation, 3D keypoints; --smoothed
+        # also compares the capture after the default smoothing (``core.smoothing.SmoothingSettings()``).
 
 The comparison (``compare``) is also what tests/test_capture_operators.py asserts on.
 """
@@ -124,8 +125,10 @@ def landmarks() -> int:
     return 0
 
 
-def capture(path: str | None) -> int:
+def capture(path: str | None, smoothed: bool = False) -> int:
     from handcap.core.capture import read_capture
+    from handcap.core.capture_smoothing import smooth_capture
+    from handcap.core.smoothing import SmoothingSettings
 
     truth = read_capture(TRUTH)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,17 +138,21 @@ def capture(path: str | None) -> int:
             cmd += ["--hands", "2", "--device", "cpu"]
             print("$", " ".join(cmd))
             subprocess.run(cmd, check=True)
-        result = compare(read_capture(path), truth)
+        raw = read_capture(path)
+        results = {"raw capture": compare(raw, truth)}
+        if smoothed:
+            results["default smoothing"] = compare(smooth_capture(raw, SmoothingSettings())[0], truth)
     heads = ("found", "angle", "flex", "global", "MPJPE", "rel", "PA", "2D px")
-    print(f"{'side':6s} " + " ".join(f"{h:>7s}" for h in heads))
-    for side, r in result.items():
-        if len(r) == 1:
-            print(f"{side:6s} {r['found']:6.2f}  (no fit)")
-            continue
-        print(
-            f"{side:6s} {r['found']:6.2f} {r['angle_deg']:6.1f}° {r['flex_deg']:6.1f}° {r['global_deg']:6.1f}° "
-            f"{r['mpjpe_mm']:5.1f}mm {r['rel_mpjpe_mm']:5.1f}mm {r['pa_mpjpe_mm']:5.1f}mm {r['px']:6.1f}"
-        )
+    for name, result in results.items():
+        print(f"{name}:\n{'side':6s} " + " ".join(f"{h:>7s}" for h in heads))
+        for side, r in result.items():
+            if len(r) == 1:
+                print(f"{side:6s} {r['found']:6.2f}  (no fit)")
+                continue
+            print(
+                f"{side:6s} {r['found']:6.2f} {r['angle_deg']:6.1f}° {r['flex_deg']:6.1f}° {r['global_deg']:6.1f}° "
+                f"{r['mpjpe_mm']:5.1f}mm {r['rel_mpjpe_mm']:5.1f}mm {r['pa_mpjpe_mm']:5.1f}mm {r['px']:6.1f}"
+            )
     return 0
 
 
@@ -155,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("landmarks")
     p = sub.add_parser("capture")
     p.add_argument("--capture", default=None, help="an existing capture of the sample instead of running one")
+    p.add_argument("--smoothed", action="store_true", help="also compare after the default smoothing")
     args = parser.parse_args(argv)
-    return landmarks() if args.what == "landmarks" else capture(args.capture)
+    return landmarks() if args.what == "landmarks" else capture(args.capture, args.smoothed)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,27 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
 
 
+def add_fit_argument(p) -> None:
+    """``--fit NAME=VALUE`` (repeatable): any field of the fit's FitOptions (also used by ``handcap evaluate``)."""
+    p.add_argument(
+        "--fit",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a fit option (FitOptions in inference/fitting/fit.py), e.g. --fit polish_iterations=3; repeatable",
+    )
+
+
+def fit_options_from_args(args, **base):
+    """FitOptions from ``--fit`` pairs on top of ``base``; CliError on a bad name or value."""
+    from ..inference.fitting.fit import FitError, FitOptions  # torch: loaded only when a command runs
+
+    try:
+        return FitOptions.parse(getattr(args, "fit", None) or [], **base)
+    except FitError as exc:
+        raise CliError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m handcap", description="HandCap: hands from video into Blender.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import CliError
+from . import CliError, add_fit_argument, fit_options_from_args
 
 
 def _frame_range(text: str) -> tuple[int | None, int | None]:
@@ -42,6 +42,7 @@ def add_capture_arguments(p) -> None:
     p.add_argument("--model", choices=("builtin", "mano"), default="builtin", help="hand model (default builtin)")
     p.add_argument("--mano-dir", metavar="DIR", help="folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl (--model mano)")
     p.add_argument("--mirrored", action="store_true", help="the footage is a mirrored selfie view (swaps sides)")
+    add_fit_argument(p)
 
 
 def add_parser(subparsers, name: str, help_text: str):
@@ -78,6 +79,7 @@ def options_from_args(source, args):
         model=args.model,
         mano_dir=args.mano_dir or None,
         mirrored=args.mirrored,
+        fit=fit_options_from_args(args),
     )
 
 

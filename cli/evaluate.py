@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import CliError
+from . import CliError, add_fit_argument, fit_options_from_args
 
 
 def add_parser(subparsers, name: str, help_text: str):
@@ -25,6 +25,7 @@ def add_parser(subparsers, name: str, help_text: str):
     p.add_argument("--mirrored", action="store_true", help="images are mirrored selfies (swaps sides)")
     p.add_argument("--per-image", action="store_true", help="with --json: add per-image rows")
     p.add_argument("--no-fit", action="store_true", help="skip fitting the hand model (the *_fitted keys)")
+    add_fit_argument(p)
     p.add_argument(
         "--report",
         metavar="DIR",
@@ -65,7 +66,8 @@ def run(args) -> int:
         if not args.no_fit:
             from ..inference.fitting.evaluation import add_fitted_metrics
 
-            add_fitted_metrics(summary, device=str(landmarker.nets.device))
+            device = str(landmarker.nets.device)
+            add_fitted_metrics(summary, device=device, options=fit_options_from_args(args, device=device))
     except (SetFormatError, SourceError, WeightsError, ValueError) as exc:
         raise CliError(str(exc)) from None
 

@@ -48,9 +48,10 @@ class SmoothingSettings:
 
     Attributes:
         method: "gaussian" (zero-phase, default), "savgol", "one_euro" (causal) or "none" (clean-up only).
-        sigma: Gaussian standard deviation, frames. The default 2 frames is a compromise measured on real
-            captures (benchmarks/ and tools/make_figures_camera.py): about 3x less jitter while the joints
-            stay within ~2-4 mm of the raw capture; more smooths more but lags fast fingers.
+        sigma: Gaussian standard deviation, frames. The default 1.5 frames is measured on real captures
+            (benchmarks/bench_smoothing.py --capture, benchmarks/fit_limits.py): the fit leaves each frame's
+            rotations to its own evidence, and this removes about 5x of their jitter while the joints stay
+            within ~3 mm of the raw capture; more smooths more but lags fast fingers.
         window, order: Savitzky-Golay window (odd, frames) and polynomial order.
         min_cutoff: One-Euro minimum cutoff, Hz. beta: One-Euro speed coefficient for rotations
             (per rad/s); beta_location: the same for the root location (per m/s). d_cutoff: Hz.
@@ -61,7 +62,8 @@ class SmoothingSettings:
         min_confidence: frames whose detection confidence is lower are treated as outliers.
         reject_outliers, outlier_threshold, outlier_min_mm: Hampel-style test on the 3D joints
             (``cleanup.hampel_outliers``): a frame's joints off the prediction from its neighbours by
-            more than this many times the clip's median deviation and at least this many millimetres.
+            more than this many times the clip's median deviation and at least this many millimetres
+            (the default 5 flags the frames of a real clip where the hands tangle, and few others).
         outlier_weight: 0 replaces outlier frames (interpolated from the neighbours), a value in
             (0, 1] keeps them with that weight in the filter.
         reduce_keys, key_tolerance_deg, key_tolerance_mm: drop keys that LINEAR interpolation
@@ -69,7 +71,7 @@ class SmoothingSettings:
     """
 
     method: str = "gaussian"
-    sigma: float = 2.0
+    sigma: float = 1.5
     window: int = 11
     order: int = 3
     min_cutoff: float = 1.0
@@ -88,7 +90,7 @@ class SmoothingSettings:
     filled_weight: float = 0.25
     min_confidence: float = DOUBTFUL_CONFIDENCE
     reject_outliers: bool = True
-    outlier_threshold: float = 6.0
+    outlier_threshold: float = 5.0
     outlier_min_mm: float = 10.0
     outlier_weight: float = 0.0
     reduce_keys: bool = False

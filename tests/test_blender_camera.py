@@ -282,16 +282,15 @@ def test_real_footage_overlay_with_static_and_moving_cameras(hc, counting_captur
         track = cap.hands[bpy.data.objects[name]["handcap_side"]]
         own = np.linalg.norm(cm.project(track.kp3d.astype(float), cap.intrinsics) - track.kp2d, axis=-1)
         assert rep.mean_px == pytest.approx(own[track.valid].mean(), abs=0.05)
-        # The issue's < 2 px over the whole clip: measured 1.87 px on the left hand and 1.35 px on the right
-        # hand's frames with a confident detection. The right hand's 6 doubtful frames (180-186: the hands are
-        # entangled and its crop reads as the other hand, so its 2D keypoints are not of this hand) are reported
-        # apart; with them the right hand's mean is 2.31 px.
+        # The issue's < 2 px over the whole clip, each hand: measured 1.82 px left, 1.69 px right (1.20 px on the
+        # right hand's confident frames). The right hand's 6 doubtful frames (180-186: the hands are entangled
+        # and its crop reads as the other hand, so its 2D keypoints are not of this hand) are reported apart.
         assert len(rep.frames) >= 209
-        assert rep.confident_mean_px < 2.0, rep
+        assert rep.mean_px < 2.0 and rep.confident_mean_px < 2.0, rep
         if track.side == "left":
-            assert not rep.doubtful.any() and rep.mean_px < 2.0, rep
+            assert not rep.doubtful.any(), rep
         else:
-            assert 1 <= rep.doubtful.sum() <= 8 and rep.mean_px < 3.0, rep
+            assert 1 <= rep.doubtful.sum() <= 8, rep
     moving = new_camera(bpy, "handheld")
     last = result.scene_frames[1]
     for frame, loc, rot in ((1, (0.2, -0.5, 0.1), (1.4, 0.0, 0.2)), (last, (-0.3, 0.4, 0.5), (1.7, 0.1, -0.4))):

@@ -142,6 +142,26 @@ def test_video_range_capture(landmarker):
     assert cap.hands["right"].kp2d[:, 0, 0].mean() < cap.hands["left"].kp2d[:, 0, 0].mean()
 
 
+def test_fit_options_on_the_command_line(tmp_path, monkeypatch, landmarker, capsys):
+    """``--fit NAME=VALUE`` reaches the fit (recorded in the capture's info, and used); a bad one is refused
+    before anything runs, without a file."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "assets" / "sample" / "two_hands.mp4"
+    monkeypatch.setattr("handcap.inference.landmarker.HandLandmarker", lambda *a, **k: landmarker)
+    out = tmp_path / "take.npz"
+    args = ["capture", str(sample), "-o", str(out), "--frames", "0:4", "--device", "cpu", "--quiet"]
+    assert main(args + ["--fit", "polish_iterations=1", "--fit", "iterations=2,2,1"]) == 0
+    info = read_capture(out).info
+    assert info["options"]["fit"]["polish_iterations"] == 1 and info["options"]["fit"]["iterations"] == [2, 2, 1]
+    assert info["fit_report"]["iterations"] == {"stage1": 2, "stage2": 2, "stage3": 1, "polish": 1}
+    capsys.readouterr()
+    bad = tmp_path / "bad.npz"
+    for option, message in (("polish_iterations=x", "bad value"), ("nope=1", "NAME=VALUE"), ("w_3d=-1", "w_3d")):
+        assert main(["capture", str(sample), "-o", str(bad), "--fit", option, "--quiet"]) == 2
+        assert message in capsys.readouterr().err and not bad.exists()
+
+
 def test_no_hand_in_input_fails_without_a_file(tmp_path, monkeypatch, landmarker, capsys):
     import cv2
 

@@ -38,6 +38,29 @@ def test_block_banded_solve_matches_a_dense_solve(t, n):
     assert solve_block_banded(-_blocks(a, t, n, 0), -off1, -off2, torch.tensor(b)) is None
 
 
+@pytest.mark.parametrize("tied", [(), (4,), (1, 3)])
+def test_block_banded_solve_eliminates_uncoupled_unknowns(tied):
+    """Off-diagonal blocks touching only some unknowns (here ``tied``; none = block diagonal): the per-frame
+    elimination gives the dense solution, and a matrix that is not positive definite still gives None."""
+    t, n = 7, 5
+    rng = np.random.default_rng(len(tied))
+    a = rng.normal(size=(t * n, t * n))
+    a = a @ a.T
+    band = np.abs(np.arange(t)[:, None] - np.arange(t)[None, :]) <= 2
+    mask = np.kron(band, np.ones((n, n)))
+    frame = np.arange(t * n) // n
+    unknown = np.arange(t * n) % n
+    tied_mask = np.isin(unknown, tied)
+    # across frames only tied unknowns meet tied unknowns
+    mask *= (frame[:, None] == frame[None, :]) | (tied_mask[:, None] & tied_mask[None, :])
+    a = a * mask + 2 * t * n * np.eye(t * n)
+    b = rng.normal(size=(t, n))
+    diag, off1, off2 = _blocks(a, t, n, 0), _blocks(a, t, n, 1), _blocks(a, t, n, 2)
+    x = solve_block_banded(diag, off1, off2, torch.tensor(b))
+    np.testing.assert_allclose(x.numpy().reshape(-1), np.linalg.solve(a, b.reshape(-1)), atol=1e-12)
+    assert solve_block_banded(-diag, -off1, -off2, torch.tensor(b)) is None
+
+
 def test_temporal_blocks_are_the_priors_hessian():
     """Diagonal blocks of ``prior_terms`` plus ``temporal_blocks`` = the autograd Hessian of the total prior cost
     (at a still hand, where Gauss-Newton is exact), and nothing couples frames three apart."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -45,9 +45,11 @@ class FitOptions:
     centroid: pixels for 2D, metres for 3D), so ``sigma_2d`` / ``sigma_3d`` (Geman-McClure scales) are
     fractions of it and the weights hold at any resolution and distance. Temporal weights are per frame at
     30 fps (``dt_scale`` in ``fit_hands`` adapts them); translation priors measure motion in units of
-    ``hand_scale_m``. The temporal priors are weak (the image places the hand) except on the wrist's log depth,
-    which the image sees only through the hand's size in pixels; ``scale_free_3d`` compares the 3D landmarks
-    after scaling them to the model's size (MediaPipe's world landmarks have a canonical, not a metric, size).
+    ``hand_scale_m``. The rotations have no temporal prior by default: each frame's pose follows its own
+    evidence, and temporal smoothing is left to the capture's smoothing (``core.smoothing``), which the user
+    sets and can undo. The wrist's translation has a weak one and its log depth a strong one (the image sees
+    depth only through the hand's size in pixels). ``scale_free_3d`` compares the 3D landmarks after scaling
+    them to the model's size (MediaPipe's world landmarks have a canonical, not a metric, size).
     """
 
     iterations: tuple[int, int, int] = (3, 6, 3)  # Levenberg-Marquardt steps of stages 1, 2, 3
@@ -59,8 +61,8 @@ class FitOptions:
     w_pose: float = 1e-5  # pull of the finger rotations towards the flat hand (radians^2)
     w_twist: float = 1e-3  # extra pull of twist about the bone towards zero
     w_shape: float = 3e-4  # |beta|^2 per seen frame (tuned on ge2019_dev); beta is also kept within +-3
-    w_rot_velocity: float = 1e-5
-    w_rot_accel: float = 3e-4
+    w_rot_velocity: float = 0.0
+    w_rot_accel: float = 0.0
     w_transl_velocity: float = 1e-5
     w_transl_accel: float = 1e-4
     w_depth_velocity: float = 0.0  # log wrist depth per frame (relative depth change), on top of the translation
@@ -68,8 +70,12 @@ class FitOptions:
     hand_scale_m: float = 0.05
     init_shape: bool = True  # estimate beta from the 3D landmarks' bone lengths before the IK
     # final pose steps without the 3D landmark term (the 2D keypoints place the hand with the calibrated skeleton);
-    # w_polish_depth > 0 adds a prior holding each keypoint's depth about the hand's centroid where stage 3 put it
-    polish_iterations: int = 3
+    # w_polish_depth > 0 adds a prior holding each keypoint's depth about the hand's centroid where stage 3 put it.
+    # A frame alone has more pose unknowns than 2D residuals: the longer the polish, the further its depths drift
+    # from the 3D landmarks. In a clip that drift differs frame to frame and smoothing averages it out, so clips
+    # polish to convergence; a single photo has nothing to average with and stops early (tuned on ge2019_dev).
+    polish_iterations: int = 10
+    photo_polish_iterations: int = 3
     w_polish_depth: float = 0.0
     # per-clip offsets of the palm's rest joints beyond beta (``identity.py``): prior weight on |offset /
     # hand_scale_m|^2 once per clip, and bound per coordinate in metres (0 = off)
@@ -77,12 +83,41 @@ class FitOptions:
     max_joint_offset_m: float = 0.008
     device: str = "cpu"
 
+    @classmethod
+    def parse(cls, pairs: Sequence[str], **base) -> FitOptions:
+        """Options from "name=value" strings (the command line's ``--fit``) on top of ``base`` keywords; values
+        take the field's type ("3,6,3" for ``iterations``, true/false for flags). Raises FitError on an unknown
+        name or a bad value."""
+        names = [f.name for f in fields(cls) if f.name != "device"]
+        values = dict(base)
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in names:
+                raise FitError(f"fit options are NAME=VALUE with NAME one of {', '.join(names)}; got {pair!r}")
+            default = getattr(cls, name)
+            try:
+                if isinstance(default, tuple):
+                    value = tuple(int(v) for v in text.split(","))
+                elif isinstance(default, bool):
+                    value = {"true": True, "1": True, "false": False, "0": False}[text.strip().lower()]
+                else:
+                    value = type(default)(text)
+            except (KeyError, ValueError):
+                raise FitError(f"bad value for fit option {name}: {text!r} ({type(default).__name__})") from None
+            values[name] = value
+        options = cls(**values)
+        options.validate()
+        return options
+
     def validate(self) -> None:
         it = tuple(self.iterations)
         if len(it) != 3 or not all(isinstance(n, int) and n >= 0 for n in it):
             raise FitError(f"iterations must be three step counts >= 0 (stages 1, 2, 3), got {self.iterations!r}")
-        if not (isinstance(self.polish_iterations, int) and self.polish_iterations >= 0):
-            raise FitError(f"polish_iterations must be a step count >= 0, got {self.polish_iterations!r}")
+        for name in ("polish_iterations", "photo_polish_iterations"):
+            n = getattr(self, name)
+            if not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+                raise FitError(f"{name} must be a step count >= 0, got {n!r}")
         for name in (
             "w_2d",
             "w_3d",
@@ -359,21 +394,28 @@ def _fit(models, observations, k, options, dt_scale, progress):
     solvers = [make_solver(model, obs, k, options, dt_scale) for model, obs in zip(models, observations, strict=True)]
     report.seconds["init"] = time.perf_counter() - start
     n1, n2, n3 = options.iterations
-    total, done = n1 + n2 + n3 + options.polish_iterations, 0
+    # tracks of one frame are a photo (FitOptions.photo_polish_iterations); all tracks cover the same frames
+    n4 = options.photo_polish_iterations if observations[0].num_frames == 1 else options.polish_iterations
+    total, done = n1 + n2 + n3 + n4, 0
     root_and_wrist = torch.zeros(solver.NUM_PARAMS, dtype=torch.bool, device=dev)
     root_and_wrist[:3] = True
     root_and_wrist[solver.NUM_POSE :] = True
     everything = torch.ones(solver.NUM_PARAMS, dtype=torch.bool, device=dev)
+    polish_cost: list[float | None] = [None] * len(solvers)  # each track's cost after its last polish step
+    rotation_priors = options.w_rot_velocity > 0 or options.w_rot_accel > 0
     with torch.no_grad():
-        for stage, n_iter in ((1, n1), (2, n2), (3, n3), (4, options.polish_iterations)):
+        for stage, n_iter in ((1, n1), (2, n2), (3, n3), (4, n4)):
             start = time.perf_counter()
             for i in range(n_iter):
-                for s in solvers:
+                for j, s in enumerate(solvers):
                     if stage == 4:
                         if i == 0:
                             s.start_polish()
-                        s.track_step()  # a strongly smoothed track moves as a whole: solve it at once
-                        s.depth_step()
+                        # the whole track at once: its temporal priors (depth's too) exactly
+                        polish_cost[j] = s.track_step(polish_cost[j])
+                        if rotation_priors:  # they slow the depth track's convergence: one more step on it
+                            s.depth_step()
+                            polish_cost[j] = None
                     elif stage == 3:
                         s.joint_step()
                     elif stage == 2 and i % 3 == 2 and s.has_depth_prior:

@@ -33,9 +33,41 @@ def solve_block_banded(
         rhs: (T, n).
 
     Returns:
-        (T, n) solution, or None when the matrix is not positive definite. Banded Cholesky (LAPACK via scipy,
-        on the CPU): memory and time grow linearly with T, where a dense solve would grow as T^2 and T^3.
+        (T, n) solution, or None when the matrix is not positive definite. Memory and time grow linearly with
+        T, where a dense solve would grow as T^2 and T^3. Unknowns that no off-diagonal block touches (a
+        frame's finger rotations when only the wrist is smoothed over time) are first eliminated frame by frame
+        (Schur complement, batched Cholesky); the coupled rest is solved by banded Cholesky.
     """
+    t, n = rhs.shape
+    coupled = torch.zeros(n, dtype=torch.bool, device=rhs.device)
+    for off in (off1, off2):
+        if off.numel():
+            nonzero = off != 0
+            coupled |= nonzero.any(0).any(0) | nonzero.any(0).any(1)
+    if bool(coupled.all()):
+        return _banded_cholesky(diag, off1, off2, rhs)
+    free, tied = torch.nonzero(~coupled)[:, 0], torch.nonzero(coupled)[:, 0]
+    chol, info = torch.linalg.cholesky_ex(diag[:, free][:, :, free])
+    if bool((info != 0).any()):
+        return None
+    h_ft = diag[:, free][:, :, tied]  # (T, f, c)
+    y = torch.cholesky_solve(torch.cat([h_ft, rhs[:, free, None]], -1), chol)  # H_ff^-1 [H_fc | b_f]
+    out = torch.empty_like(rhs)
+    if len(tied):
+        schur = diag[:, tied][:, :, tied] - h_ft.transpose(1, 2) @ y[..., :-1]
+        reduced = rhs[:, tied] - (h_ft.transpose(1, 2) @ y[..., -1:])[..., 0]
+        x_tied = _banded_cholesky(schur, off1[:, tied][:, :, tied], off2[:, tied][:, :, tied], reduced)
+        if x_tied is None:
+            return None
+        out[:, tied] = x_tied
+        out[:, free] = y[..., -1] - (y[..., :-1] @ x_tied[..., None])[..., 0]
+    else:
+        out[:, free] = y[..., -1]
+    return out
+
+
+def _banded_cholesky(diag: torch.Tensor, off1: torch.Tensor, off2: torch.Tensor, rhs: torch.Tensor):
+    """``solve_block_banded`` by one banded Cholesky of the whole matrix (LAPACK via scipy, on the CPU)."""
     from scipy.linalg import LinAlgError, solveh_banded
 
     t, n = rhs.shape

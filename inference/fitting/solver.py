@@ -95,6 +95,7 @@ class HandSolver:
         self.ident = self.layout.initial(init["beta"])  # (S,) beta and rest-joint offsets
         self.polish_ref = None  # (T, 21, 3) centred keypoints the polish stage holds (None: 3D landmark term)
         self.polish_mask = None  # (T, 21, 3) which of their coordinates it holds
+        self.polish_weight = None  # (T, 21) and with what weight
         self.lam = torch.full((t,), 1e-3, dtype=dt, device=dev)
         self.lam_ident = 1e-3
         self.lam_track = 1e-2  # damping of the whole-track steps (their own: they move smooth modes further)
@@ -206,21 +207,24 @@ class HandSolver:
 
     def start_polish(self) -> None:
         """Replace the 3D landmark term by a prior holding every keypoint's depth about the hand's centroid at
-        the current solution (the 2D keypoints then place the hand in the image plane; keypoints without 2D
-        evidence keep their whole position)."""
+        the current solution, weight ``w_polish_depth`` (the 2D keypoints then place the hand in the image
+        plane). Keypoints without 2D evidence keep their whole position with the 3D term's weight: nothing else
+        in the polish sees them (a missing fingertip would otherwise fold to the pose prior's flat hand)."""
         t = self.x.shape[0]
         p = self.points(self.theta, self.ident_rows(t))
         self.polish_ref = (p - p.mean(1, keepdim=True)).clone()
+        unseen = self.d["conf"] <= 0
         mask = torch.ones_like(p)
-        mask[..., :2] = (self.d["conf"] <= 0).to(p.dtype)[..., None]
+        mask[..., :2] = unseen.to(p.dtype)[..., None]
         self.polish_mask = mask
+        self.polish_weight = torch.where(unseen, self.w.w_3d, self.w.w_polish_depth).to(p.dtype)
 
     def data_weights(self, r2: torch.Tensor, r3: torch.Tensor, idx=slice(None)):
         """Cost (N,) and IRLS weights (N, 21) of the robust 2D and 3D terms of frames ``idx``."""
         w = self.w
         sq2, sq3 = (r2 * r2).sum(-1), (r3 * r3).sum(-1)
         c2 = self.d["conf"][idx] * (w.w_2d / NUM_KEYPOINTS)
-        w3 = w.w_3d if self.polish_ref is None else w.w_polish_depth
+        w3 = w.w_3d if self.polish_ref is None else self.polish_weight[idx]
         c3 = self.d["valid"][idx][:, None] * (w3 / NUM_KEYPOINTS)
         cost = (c2 * priors.geman_mcclure(sq2, w.sigma_2d)).sum(1) + (c3 * priors.geman_mcclure(sq3, w.sigma_3d)).sum(1)
         return (
@@ -255,20 +259,24 @@ class HandSolver:
         r2, dproj, r3 = self.data_residuals(p, self.wrist(x))
         data_cost, w2, w3 = self.data_weights(r2, r3)
         inv_m = self.d["inv_m"][:, None, None, None]
-        jac = x.new_zeros(t, 5 * NUM_KEYPOINTS, NUM_PARAMS)  # rows: 42 for 2D, 63 for 3D
+        # rows: 42 for 2D, 63 for 3D; a 3D term of weight 0 (the polish without its depth prior) gets none
+        with_3d = with_ident or bool(w3.any())
+        jac = x.new_zeros(t, (5 if with_3d else 2) * NUM_KEYPOINTS, NUM_PARAMS)
         j2 = jac[:, : 2 * NUM_KEYPOINTS].view(t, NUM_KEYPOINTS, 2, NUM_PARAMS)
         for c in range(3):  # (2 x 3) @ (3 x 48) per keypoint, written out (faster than tiny batched products)
             j2[..., :NUM_POSE] += dproj[..., c, None] * jp[..., c, None, :]
         j2[..., NUM_POSE:] = dproj @ self._wrist_jac(x)[:, None]
-        # the centred 3D term does not see the wrist position
-        jc = (jp - jp.mean(1, keepdim=True)) * inv_m
-        if self.polish_ref is not None:
-            jc = jc * self.polish_mask[..., None]
-        jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = jc.reshape(t, -1, NUM_POSE)
+        if with_3d:  # the centred 3D term does not see the wrist position
+            jc = (jp - jp.mean(1, keepdim=True)) * inv_m
+            if self.polish_ref is not None:
+                jc = jc * self.polish_mask[..., None]
+            jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = jc.reshape(t, -1, NUM_POSE)
         if len(cols) < NUM_PARAMS:
             jac = jac[..., cols]
-        wts = torch.cat([w2.repeat_interleave(2, 1), w3.repeat_interleave(3, 1)], 1)
-        res = torch.cat([r2.reshape(t, -1), r3.reshape(t, -1)], 1)
+        wts, res = w2.repeat_interleave(2, 1), r2.reshape(t, -1)
+        if with_3d:
+            wts = torch.cat([wts, w3.repeat_interleave(3, 1)], 1)
+            res = torch.cat([res, r3.reshape(t, -1)], 1)
         wjac = jac * wts[..., None]
         # the Gauss-Newton matrix only shapes the step: single precision halves its cost (gradients stay double)
         hess = (wjac.float().transpose(1, 2) @ jac.float()).to(jac.dtype)
@@ -370,8 +378,9 @@ class HandSolver:
             self.lam = (self.lam * 5).clamp(max=1e7)
             self.lam_ident = min(self.lam_ident * 5, 1e7)
 
-    def track_step(self) -> None:
-        """One damped Gauss-Newton step of every frame's pose and wrist, solved over the whole track at once.
+    def track_step(self, before: float | None = None) -> float:
+        """One damped Gauss-Newton step of every frame's pose and wrist, solved over the whole track at once;
+        returns the track's total cost after it (pass it back as ``before`` to save evaluating it again).
 
         The temporal priors enter with their exact coupling between frames (block pentadiagonal Hessian,
         ``state.temporal_blocks``, banded Cholesky), where ``pose_step`` holds each frame's neighbours: with
@@ -381,11 +390,12 @@ class HandSolver:
         active = torch.ones(NUM_PARAMS, dtype=torch.bool, device=x.device)
         if x.shape[0] < 2:
             self.pose_step(active)
-            return
+            return self.total_cost()
         cols = torch.nonzero(active)[:, 0]
         _, data_hess, data_grad, _, _, _ = self._data_system(x, active)
         off1, off2 = state.temporal_blocks(x, self.w)
-        before = self.total_cost()
+        if before is None:
+            before = self.total_cost()
         for _ in range(4):
             lam = torch.full_like(self.lam, self.lam_track)
             hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, lam)
@@ -395,11 +405,13 @@ class HandSolver:
             if step is not None:
                 old = self.x
                 self.x = self._apply(x, cols, step * free)
-                if self.total_cost() < before:
+                after = self.total_cost()
+                if after < before:
                     self.lam_track = max(self.lam_track / 3, 1e-7)
-                    return
+                    return after
                 self.x = old
             self.lam_track = min(self.lam_track * 5, 1e7)
+        return before
 
     def pose_step(self, active: torch.Tensor) -> None:
         """One damped Gauss-Newton step of every frame's active parameters (bool mask (51,)).
