@@ -52,7 +52,7 @@ class FitOptions:
     them to the model's size (MediaPipe's world landmarks have a canonical, not a metric, size).
     """
 
-    iterations: tuple[int, int, int] = (3, 6, 3)  # Levenberg-Marquardt steps of stages 1, 2, 3
+    iterations: tuple[int, int, int] = (3, 5, 3)  # Levenberg-Marquardt steps of stages 1, 2, 3
     w_2d: float = 1.0
     w_3d: float = 0.2
     scale_free_3d: bool = True  # compare the 3D landmarks' shape at the model's size

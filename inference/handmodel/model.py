@@ -46,11 +46,14 @@ def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
     t = torch.sqrt(t2s)
     a = torch.where(small, 1.0 - t2 / 6.0, torch.sin(t) / t)
     b = torch.where(small, 0.5 - t2 / 24.0, (1.0 - torch.cos(t)) / t2s)
+    # R = I + a K + b K^2 with K^2 = v v^T - |v|^2 I, entry by entry (batches of tiny matrix products are slow)
     x, y, z = rotvec.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(rotvec.shape + (3,))
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device).expand(k.shape)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    bx, by, bz = b * x, b * y, b * z
+    ax, ay, az = a * x, a * y, a * z
+    xx, yy, zz = bx * x, by * y, bz * z
+    xy, xz, yz = bx * y, bx * z, by * z
+    rows = [1 - yy - zz, xy - az, xz + ay, xy + az, 1 - xx - zz, yz - ax, xz - ay, yz + ax, 1 - xx - yy]
+    return torch.stack(rows, -1).reshape(rotvec.shape + (3,))
 
 
 class HandModel(nn.Module):
