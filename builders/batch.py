@@ -31,6 +31,7 @@ from ..core.naming import PROP_PREFIX
 from .export import ExportOptions, check_writable_folder, export_armatures
 from .importer import ImportOptions, import_capture
 from .retarget import RetargetOptions, retarget
+from .smooth import smooth_armature
 
 OUTPUT_FORMATS = ("blend", "fbx", "bvh", "glb")
 CAPTURE_EXT = ".npz"
@@ -57,6 +58,8 @@ class BatchOptions:
         wrist_location: "NONE", "RELATIVE" or "WORLD" (see ``RetargetOptions``).
         with_mesh: build the hand meshes (ignored when retargeting: the rig's own meshes are used).
         keep_captures: also write each video's capture file (``<name>.npz``) into ``outdir``.
+        smooth: give every hand seen in 3 frames or more the default smoothing before retargeting and export
+            (the fit leaves all temporal smoothing to it; the raw keys stay on the armature, see ``smooth.py``).
         media_exts: file extensions (lower case, with dot) taken as videos / photos.
     """
 
@@ -69,6 +72,7 @@ class BatchOptions:
     wrist_location: str = "NONE"
     with_mesh: bool = True
     keep_captures: bool = False
+    smooth: bool = True
     media_exts: frozenset[str] = frozenset()
 
 
@@ -259,6 +263,10 @@ def convert_one(path: Path, stem: str, outdir: Path, options: BatchOptions, capt
             context, str(capture_path), ImportOptions(with_mesh=options.with_mesh, set_scene_timing=True)
         )
         hands = [bpy.data.objects[imported.armatures[s]] for s in ("right", "left") if s in imported.armatures]
+        if options.smooth:
+            for side, name in imported.armatures.items():
+                if imported.keyed_frames.get(side, 0) >= 3:  # a photo has no motion to smooth
+                    smooth_armature(bpy.data.objects[name])
         targets = hands
         if options.retarget_blend:
             rig = _rig(options)

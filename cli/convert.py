@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-mesh", action="store_true", help="armatures only, no hand meshes")
     o.add_argument("--keep-captures", action="store_true", help="also write each capture (.npz) to OUTDIR")
+    o.add_argument(
+        "--no-smooth",
+        action="store_true",
+        help="keep each hand's raw capture (default: the default smoothing, which the capture's fit leaves to it; "
+        "in a .blend the raw keys stay, ready to re-bake)",
+    )
     # The same capture options as ``python -m handcap capture``.
     add_capture_arguments(p.add_argument_group("capture (videos and photos)"))
 
@@ -71,6 +77,8 @@ def capture_argv(args: argparse.Namespace) -> list[str]:
         out += ["--mano-dir", str(args.mano_dir)]
     if args.mirrored:
         out.append("--mirrored")
+    for pair in getattr(args, "fit", None) or []:
+        out += ["--fit", pair]
     return out
 
 
@@ -87,15 +95,24 @@ def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
         wrist_location=args.wrist_location,
         with_mesh=not args.no_mesh,
         keep_captures=args.keep_captures,
+        smooth=not args.no_smooth,
         media_exts=media_exts,
     )
 
 
 def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], log=print) -> int:
     """Run the batch with the given capture function; BatchError becomes CliError (exit code 2)."""
+    import bpy
+
     from ..builders.batch import BatchError
     from ..builders.batch import run_batch as core
 
+    if not hasattr(bpy.types.Object, "handcap_smoothing"):
+        # bpy as a module, or a script run from a checkout, without the extension enabled: register HandCap's
+        # classes, whose properties hold what the saved files need (the smoothing's raw keys and settings)
+        from .. import register
+
+        register()
     try:
         return core(batch_options(args, media_exts), capture_fn, log).exit_code
     except BatchError as exc:

@@ -26,6 +26,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
+from ..builders.smooth import SmoothMotionError, smooth_armature
+from ..core.smoothing import SmoothingError
 from ..preferences import ADDON_ID, get_prefs
 from . import interpreter as interp
 from .worker import CaptureJob, CaptureRequest, WorkerError, format_seconds
@@ -356,6 +358,12 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
     set_scene_timing: BoolProperty(
         name="Set Scene Frame Rate and Range", description="Match the scene to the captured frames", default=False
     )
+    smooth: BoolProperty(
+        name="Smooth",
+        description="Give each hand the default smoothing (the capture's fit leaves all smoothing over time to it). "
+        "The raw keys are kept: change or reset it in the Smoothing panel",
+        default=True,
+    )
 
     def invoke(self, context, event):
         wm = context.window_manager
@@ -401,6 +409,14 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
     def done(self, context, result: ImportResult) -> set[str]:
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
+        if self.smooth:
+            for side, name in result.armatures.items():
+                if result.keyed_frames[side] < 3:  # a photo or a glimpse: no motion to smooth
+                    continue
+                try:
+                    smooth_armature(bpy.data.objects[name])
+                except (SmoothMotionError, SmoothingError) as exc:  # the raw capture stays, and the user is told
+                    self.report({"WARNING"}, f"{name}: not smoothed: {exc}")
         hands = ", ".join(f"{side} ({result.keyed_frames[side]} frames)" for side in result.armatures)
         first, last = result.scene_frames
         self.report({"INFO"}, f"Captured {hands} into '{result.collection}', scene frames {first}-{last}")
@@ -424,6 +440,7 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
             layout.prop(self, "fov")
         layout.prop(self, "with_mesh")
         layout.prop(self, "set_scene_timing")
+        layout.prop(self, "smooth")
 
 
 CLASSES = (HANDCAP_OT_capture_clip,)

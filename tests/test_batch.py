@@ -110,6 +110,25 @@ def test_blender_command_retargets_onto_a_rig_file(hc, captures, tmp_path):
     assert sorted(o["handcap_side"] for o in hands) == ["left", "right"]
 
 
+def test_clips_are_smoothed_by_default_and_the_raw_keys_kept(hc, captures, tmp_path):
+    """The fit leaves temporal smoothing to the smoothing step: batch output gets the default smoothing (the
+    clip's hands, not the one-frame photo), the raw keys stay on the armature; --no-smooth keeps them raw."""
+    bpy = hc.bpy
+    smooth = hc.mod("builders.smooth")
+    cli = hc.mod("blender_cli")
+    for flags, smoothed in (([], True), (["--no-smooth"], False)):
+        out = tmp_path / ("smoothed" if smoothed else "raw")
+        assert cli.main(["convert", str(captures), "-o", str(out), "--format", "blend", "--no-mesh", *flags]) == 0
+        for name, expect in (("clip", smoothed), ("photo", False)):
+            bpy.ops.wm.open_mainfile(filepath=str(out / f"{name}.blend"))
+            hands = [o for o in bpy.data.objects if o.get("handcap_side")]
+            assert hands
+            for arm in hands:
+                assert arm.handcap_smoothing.is_smoothed == expect, (name, arm.name)
+                raw = smooth.raw_action(arm, create=False)
+                assert (raw is not None and raw != arm.animation_data.action) == expect, (name, arm.name)
+
+
 def test_blender_batch_script_runs_from_the_checkout(captures, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
@@ -133,8 +152,9 @@ def test_capture_options_reach_the_worker_as_valid_capture_arguments():
 
     parser = build_parser()
     given = ["--frames", "30:", "--stride", "2", "--hands", "1", "--fov", "62.5", "--device", "cpu", "--mirrored"]
+    given += ["--fit", "polish_iterations=4", "--fit", "w_rot_accel=1e-4"]
     convert = parser.parse_args(["convert", "clip.mp4", "-o", "out", *given])
     capture = parser.parse_args(["capture", "clip.mp4", "-o", "take.npz", *capture_argv(convert)])
-    for name in ("frames", "stride", "hands", "fov", "focal_px", "focal_mm", "sensor_mm", "device", "model"):
+    for name in ("frames", "stride", "hands", "fov", "focal_px", "focal_mm", "sensor_mm", "device", "model", "fit"):
         assert getattr(capture, name) == getattr(convert, name), name
     assert capture.frames == (30, None) and capture.mirrored and capture.fov == 62.5

@@ -453,8 +453,20 @@ def test_capture_active_clip_keys_land_on_the_clips_scene_frames(hc, sample, wor
     assert result == {"FINISHED"}
     rigs = _rigs(bpy)
     assert set(rigs) == {"right", "left"}
+    smooth = hc.mod("builders.smooth")
     for obj in rigs.values():
         assert tuple(obj["handcap_source_frames"]) == (30, 39)  # source frames 30, 33, 36, 39
         assert tuple(obj["handcap_scene_frames"]) == (50, 59)
         keyed = {kp.co[0] for fc in _fcurves(obj.animation_data.action) for kp in fc.keyframe_points}
         assert keyed == {50.0, 53.0, 56.0, 59.0}
+        # smoothed by default (the fit leaves smoothing over time to it), the raw keys kept beside
+        assert obj.handcap_smoothing.is_smoothed and smooth.raw_action(obj, create=False) is not None
+    for obj in rigs.values():
+        bpy.data.objects.remove(obj)
+    result = bpy.ops.handcap.capture_clip(
+        source="ACTIVE_CLIP", range_mode="CUSTOM", frame_first=50, frame_last=59, stride=3, camera="FOV", fov=50.0,
+        smooth=False,
+    )  # fmt: skip
+    assert result == {"FINISHED"}
+    for obj in _rigs(bpy).values():
+        assert not obj.handcap_smoothing.is_smoothed and smooth.raw_action(obj, create=False) is None
