@@ -31,7 +31,7 @@ from ..core.naming import PROP_PREFIX
 from .export import ExportOptions, check_writable_folder, export_armatures
 from .importer import ImportOptions, import_capture
 from .retarget import RetargetOptions, retarget
-from .smooth import smooth_armature
+from .smooth import smooth_new_hands
 
 OUTPUT_FORMATS = ("blend", "fbx", "bvh", "glb")
 CAPTURE_EXT = ".npz"
@@ -264,9 +264,9 @@ def convert_one(path: Path, stem: str, outdir: Path, options: BatchOptions, capt
         )
         hands = [bpy.data.objects[imported.armatures[s]] for s in ("right", "left") if s in imported.armatures]
         if options.smooth:
-            for side, name in imported.armatures.items():
-                if imported.keyed_frames.get(side, 0) >= 3:  # a photo has no motion to smooth
-                    smooth_armature(bpy.data.objects[name])
+            failed = smooth_new_hands(imported.armatures, imported.keyed_frames)
+            if failed:
+                raise ValueError("smoothing failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items()))
         targets = hands
         if options.retarget_blend:
             rig = _rig(options)

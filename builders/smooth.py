@@ -22,10 +22,19 @@ import numpy as np
 
 from ..core import naming
 from ..core.keypoints import MANO_TO_KEYPOINTS
-from ..core.smoothing import MANO_JOINT_GROUPS, Motion, SmoothingReport, SmoothingSettings, smooth_motion
+from ..core.smoothing import (
+    MANO_JOINT_GROUPS,
+    Motion,
+    SmoothingError,
+    SmoothingReport,
+    SmoothingSettings,
+    smooth_motion,
+)
 from . import convention, keys
 
 P = naming.PROP_PREFIX
+#: Fewest keyed frames for which new hands get smoothed on import (a photo or a glimpse has no motion).
+MIN_SMOOTH_FRAMES = 3
 VISIBLE_PATH = f'["{P}visible"]'
 CONFIDENCE_PATH = f'["{P}confidence"]'
 
@@ -233,6 +242,21 @@ def smooth_armature(obj, settings: SmoothingSettings | None = None) -> Smoothing
     _write_pose(obj, obj.animation_data.action, data.frames, m.rot, m.loc, result.rot_keys, result.loc_keys, interp)
     _store_report(obj.handcap_smoothing, result.report, smoothed=True)
     return result.report
+
+
+def smooth_new_hands(armatures: dict[str, str], keyed_frames: dict[str, int]) -> dict[str, str]:
+    """The armature's own (default) smoothing for hands an import just created (``ImportResult.armatures`` and
+    ``keyed_frames``), each keyed on at least ``MIN_SMOOTH_FRAMES`` frames. The capture's fit leaves smoothing
+    over time to this step. Returns armature name -> why it was not smoothed (its raw keys are left as they are)."""
+    failed = {}
+    for side, name in armatures.items():
+        if keyed_frames.get(side, 0) < MIN_SMOOTH_FRAMES:
+            continue
+        try:
+            smooth_armature(bpy.data.objects[name])
+        except (SmoothMotionError, SmoothingError) as exc:
+            failed[name] = str(exc)
+    return failed
 
 
 def reset_smoothing(obj) -> None:

@@ -26,8 +26,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
-from ..builders.smooth import SmoothMotionError, smooth_armature
-from ..core.smoothing import SmoothingError
+from ..builders.smooth import smooth_new_hands
 from ..preferences import ADDON_ID, get_prefs
 from . import interpreter as interp
 from .worker import CaptureJob, CaptureRequest, WorkerError, format_seconds
@@ -410,13 +409,8 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
         for warning in result.warnings:
             self.report({"WARNING"}, warning)
         if self.smooth:
-            for side, name in result.armatures.items():
-                if result.keyed_frames[side] < 3:  # a photo or a glimpse: no motion to smooth
-                    continue
-                try:
-                    smooth_armature(bpy.data.objects[name])
-                except (SmoothMotionError, SmoothingError) as exc:  # the raw capture stays, and the user is told
-                    self.report({"WARNING"}, f"{name}: not smoothed: {exc}")
+            for name, why in smooth_new_hands(result.armatures, result.keyed_frames).items():
+                self.report({"WARNING"}, f"{name}: not smoothed (raw keys kept): {why}")
         hands = ", ".join(f"{side} ({result.keyed_frames[side]} frames)" for side in result.armatures)
         first, last = result.scene_frames
         self.report({"INFO"}, f"Captured {hands} into '{result.collection}', scene frames {first}-{last}")

@@ -236,6 +236,23 @@ def test_bad_input_gets_clear_messages(hc):
         builder.smooth_armature(empty)
 
 
+def test_new_hands_are_smoothed_unless_too_short_and_failures_are_returned(hc):
+    """What Capture Hands and convert run after an import: hands keyed on 3+ frames get their default
+    smoothing; a one-frame hand is left raw; a hand that cannot be smoothed is named with the reason and
+    keeps its keys."""
+    builder = hc.mod("builders.smooth")
+    cap, _ = noisy_capture(hc, frames=8, gap=None)
+    result, arms = import_hands(hc, cap, with_mesh=False)
+    arms["left"].animation_data.action = None  # e.g. removed by the user or a script
+    failed = builder.smooth_new_hands(result.armatures, result.keyed_frames)
+    assert list(failed) == [arms["left"].name] and "no action" in failed[arms["left"].name]
+    assert arms["right"].handcap_smoothing.is_smoothed and not arms["left"].handcap_smoothing.is_smoothed
+    photo, _ = noisy_capture(hc, sides=("right",), frames=1, gap=None)
+    result, arms = import_hands(hc, photo, with_mesh=False)
+    assert builder.smooth_new_hands(result.armatures, result.keyed_frames) == {}
+    assert not arms["right"].handcap_smoothing.is_smoothed and builder.raw_action(arms["right"], create=False) is None
+
+
 @pytest.fixture
 def counting_capture(tmp_path_factory):
     return counting_capture_files(tmp_path_factory)
