@@ -42,8 +42,8 @@ def solve_block_banded(
     coupled = torch.zeros(n, dtype=torch.bool, device=rhs.device)
     for off in (off1, off2):
         if off.numel():
-            nonzero = off != 0
-            coupled |= nonzero.any(0).any(0) | nonzero.any(0).any(1)
+            touched = (off != 0).any(0)  # (n, n): entries nonzero in some frame
+            coupled |= touched.any(0) | touched.any(1)
     if bool(coupled.all()):
         return _banded_cholesky(diag, off1, off2, rhs)
     free, tied = torch.nonzero(~coupled)[:, 0], torch.nonzero(coupled)[:, 0]

@@ -11,20 +11,6 @@ from __future__ import annotations
 import torch
 
 
-def axis_angle_to_matrix(r: torch.Tensor) -> torch.Tensor:
-    """Rodrigues: (..., 3) axis-angle (radians) -> (..., 3, 3) rotation matrices; smooth at zero."""
-    a2 = (r * r).sum(-1, keepdim=True)[..., None]
-    a = torch.sqrt(a2 + 1e-30)
-    x, y, z = r.unbind(-1)
-    zero = torch.zeros_like(x)
-    k = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(r.shape[:-1] + (3, 3))
-    eye = torch.eye(3, dtype=r.dtype, device=r.device)
-    small = a2 < 1e-8  # series of sin(a)/a and (1 - cos a)/a^2 near zero
-    s = torch.where(small, 1 - a2 / 6, torch.sin(a) / torch.where(small, 1.0, a))
-    c = torch.where(small, 0.5 - a2 / 24, (1 - torch.cos(a)) / torch.where(small, 1.0, a2))
-    return eye + s * k + c * (k @ k)
-
-
 def geman_mcclure(sq: torch.Tensor, sigma: float) -> torch.Tensor:
     """Geman-McClure cost of squared residuals: ~ sq for small residuals, saturating at sigma^2."""
     s2 = sigma * sigma

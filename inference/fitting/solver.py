@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from ..handmodel.model import rodrigues
 from . import priors, state
 from .identity import IdentityLayout
 from .linalg import solve_block_banded, spd_solve, wrap_rotvec
@@ -163,10 +164,10 @@ class HandSolver:
             t, -1, NUM_KEYPOINTS, 3
         )
         base = pts[:, 0]
-        rot = priors.axis_angle_to_matrix(theta[:, 0])
+        rot = rodrigues(theta[:, 0])
         eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
         q = base @ rot  # rows: R0^T p
-        root = [q @ ((priors.axis_angle_to_matrix(theta[:, 0] + _EPS * e) - rot) / _EPS).transpose(1, 2) for e in eye]
+        root = [q @ ((rodrigues(theta[:, 0] + _EPS * e) - rot) / _EPS).transpose(1, 2) for e in eye]
         if fingers:
             diff = torch.cat([torch.stack(root, 1), (pts[:, 1:] - base[:, None]) / _EPS], 1)  # (T, 12, 21, 3)
             jac = diff[:, self.probe.clamp(min=0), self.kp_index] * (self.probe >= 0)[None, :, :, None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ...core.keypoints import NUM_JOINTS
+from ..handmodel.model import rodrigues
 from . import priors
 
 NUM_POSE = 3 * NUM_JOINTS  # 48
@@ -35,9 +36,9 @@ def wrist_jac(x: torch.Tensor) -> torch.Tensor:
 def _root_matrix(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Root rotation matrices of states x (T, 51), flattened (T, 9), and their finite-difference derivative
     with respect to the root's axis-angle (T, 9, 3): what the root's temporal prior measures."""
-    rot = priors.axis_angle_to_matrix(x[:, :3])
+    rot = rodrigues(x[:, :3])
     eye = torch.eye(3, dtype=x.dtype, device=x.device)
-    drot = torch.stack([(priors.axis_angle_to_matrix(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
+    drot = torch.stack([(rodrigues(x[:, :3] + EPS * e) - rot) / EPS for e in eye], -1)
     return rot.reshape(-1, 9), drot.reshape(-1, 9, 3)
 
 
@@ -89,7 +90,7 @@ def prior_cost(x: torch.Tensor, pose_diag: torch.Tensor, w) -> torch.Tensor:
     if t > 1:
         dt2 = w.dt_scale**2
         wv, wa = w.w_rot_velocity / dt2, w.w_rot_accel / dt2**2
-        rot = priors.axis_angle_to_matrix(x[:, :3]).reshape(t, 9)
+        rot = rodrigues(x[:, :3]).reshape(t, 9)
         cost = cost + priors.temporal_cost(torch.cat([rot, x[:, 3:NUM_POSE]], 1), wv, wa)
         wt = wrist(x) / w.hand_scale_m
         cost = cost + priors.temporal_cost(wt, w.w_transl_velocity / dt2, w.w_transl_accel / dt2**2)
