@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from handmodel_exact import dot, norm
 
 Field = Callable[[np.ndarray], np.ndarray]
 
@@ -84,7 +85,7 @@ def surface_nets(field: Field, lo: np.ndarray, hi: np.ndarray, h: float) -> tupl
 def _split_quads(verts: np.ndarray, quads: np.ndarray) -> np.ndarray:
     """Split each quad along its shorter diagonal (keeps the orientation)."""
     a, b, c, d = quads.T
-    short_ac = np.linalg.norm(verts[a] - verts[c], axis=1) <= np.linalg.norm(verts[b] - verts[d], axis=1)
+    short_ac = norm(verts[a] - verts[c], axis=1) <= norm(verts[b] - verts[d], axis=1)
     t1 = np.where(short_ac[:, None], np.stack([a, b, c], 1), np.stack([a, b, d], 1))
     t2 = np.where(short_ac[:, None], np.stack([a, c, d], 1), np.stack([b, c, d], 1))
     return np.concatenate([t1, t2])
@@ -126,7 +127,7 @@ def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     vn = np.zeros_like(verts)
     for k in range(3):
         np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-15)
+    return vn / np.maximum(norm(vn, axis=1, keepdims=True), 1e-15)
 
 
 def gradient(field: Field, p: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -145,7 +146,7 @@ def project(field: Field, p: np.ndarray, iterations: int = 4) -> np.ndarray:
     for _ in range(iterations):
         f = field(p)
         g = gradient(field, p)
-        p -= (f / np.maximum(np.sum(g * g, axis=1), 1e-12))[:, None] * g
+        p -= (f / np.maximum(dot(g, g), 1e-12))[:, None] * g
     return p
 
 
@@ -156,6 +157,6 @@ def relax(field: Field, verts: np.ndarray, faces: np.ndarray, iterations: int = 
     for _ in range(iterations):
         n = vertex_normals(v, faces)
         lap = neighbour_mean(v, adj) - v
-        lap -= np.sum(lap * n, axis=1, keepdims=True) * n
+        lap -= dot(lap, n)[:, None] * n
         v = project(field, v + step * lap, iterations=3)
     return v

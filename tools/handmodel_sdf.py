@@ -10,13 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from handmodel_exact import dot, matmul, norm
 from handmodel_skeleton import CHAIN, FINGERS, Skeleton
 
 _DORSAL = np.array([0.0, 1.0, 0.0])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
+    return v / norm(v)
 
 
 def smin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
@@ -39,16 +40,16 @@ class RoundCone:
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
         u = self.b - self.a
-        h = max(float(np.linalg.norm(u)), 1e-9)
+        h = max(float(norm(u)), 1e-9)
         u = u / h
-        up = _unit(self.up - np.dot(self.up, u) * u)
+        up = _unit(self.up - dot(self.up, u) * u)
         q = p - self.a
-        t = np.clip(q @ u / h, 0.0, 1.0)
+        t = np.clip(dot(q, u) / h, 0.0, 1.0)
         c = q - (t * h)[:, None] * u
-        cu = c @ up
+        cu = dot(c, up)
         c = c + ((1.0 / self.flat - 1.0) * cu)[:, None] * up
         # Scaling by the mean squash keeps the field roughly unit-gradient for blending.
-        return (np.linalg.norm(c, axis=1) - (self.ra + (self.rb - self.ra) * t)) * (0.5 + 0.5 * self.flat)
+        return (norm(c, axis=1) - (self.ra + (self.rb - self.ra) * t)) * (0.5 + 0.5 * self.flat)
 
 
 @dataclass
@@ -61,15 +62,15 @@ class Ellipsoid:
     owner: int
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
-        q = (p - self.centre) @ self.axes
-        k0 = np.linalg.norm(q / self.radii, axis=1)
-        k1 = np.linalg.norm(q / self.radii**2, axis=1)
+        q = matmul(p - self.centre, self.axes)
+        k0 = norm(q / self.radii, axis=1)
+        k1 = norm(q / self.radii**2, axis=1)
         return k0 * (k0 - 1.0) / np.maximum(k1, 1e-12)
 
 
 def _frame(along: np.ndarray, up: np.ndarray = _DORSAL) -> np.ndarray:
     a = _unit(along)
-    u = _unit(up - np.dot(up, a) * a)
+    u = _unit(up - dot(up, a) * a)
     return np.stack([a, u, np.cross(a, u)], axis=1)
 
 

@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python tools/make_hand_model.py            # (re)write the asset
-    .venv/bin/python tools/make_hand_model.py --check    # rebuild in memory, compare bit for bit
+    .venv/bin/python tools/make_hand_model.py --check    # rebuild in memory and compare (see TOLERANCE)
 
 Steps (details and sources in docs/hand-model.md):
 1. skeleton from published hand anthropometry (handmodel_skeleton.py);
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from handmodel_exact import argmin_robust, dot, matmul, norm  # noqa: E402
 from handmodel_mesh import is_watertight, neighbour_mean, neighbours, project, relax, surface_nets  # noqa: E402
 from handmodel_sdf import Ellipsoid, HandSDF  # noqa: E402
 from handmodel_skeleton import CHAIN, FINGERS, SHAPE_NAMES, SHAPE_SD, skeleton  # noqa: E402
@@ -44,8 +45,8 @@ DIFFUSION_STEPS = 8
 def _segment_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance from points p to segment a-b and the clamped parameter t in [0, 1]."""
     u = b - a
-    t = np.clip((p - a) @ u / (u @ u), 0.0, 1.0)
-    return np.linalg.norm(p - a - t[:, None] * u, axis=1), t
+    t = np.clip(dot(p - a, u) / dot(u, u), 0.0, 1.0)
+    return norm(p - a - t[:, None] * u, axis=1), t
 
 
 def bone_ends(joints: np.ndarray, tips: np.ndarray) -> np.ndarray:
@@ -77,7 +78,7 @@ def skin_weights(
 ) -> np.ndarray:
     """(V, 16) smooth skinning weights, rows summing to 1."""
     prims = sdf.primitives
-    nearest = np.argmin(sdf.parts(verts), axis=1)
+    nearest = argmin_robust(sdf.parts(verts), axis=1)
     finger_of = {}
     for i, finger in enumerate(FINGERS):
         for prim in sdf.fingers[i]:
@@ -96,7 +97,7 @@ def skin_weights(
         if finger is not None:
             chain = CHAIN[finger]
             dist = np.stack([_segment_distance(v, *ends[j])[0] for j in chain], axis=1)
-            w[sel, np.asarray(chain)[np.argmin(dist, axis=1)]] = 1.0
+            w[sel, np.asarray(chain)[argmin_robust(dist, axis=1)]] = 1.0
         elif id(prim) in webs:
             # A skin web blends linearly between the two joints it hangs from.
             _, ja, jb = webs[id(prim)]
@@ -115,12 +116,12 @@ def skin_weights(
 def _rotation_between(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Smallest rotation taking unit u to unit v."""
     axis = np.cross(u, v)
-    s, c = np.linalg.norm(axis), float(u @ v)
+    s, c = float(norm(axis)), float(dot(u, v))
     if s < 1e-12:
         return np.eye(3)
     k = axis / s
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + s * kx + (1 - c) * kx @ kx
+    return np.eye(3) + s * kx + (1 - c) * matmul(kx, kx)
 
 
 def carry(verts: np.ndarray, weights: np.ndarray, old, new) -> np.ndarray:
@@ -132,18 +133,18 @@ def carry(verts: np.ndarray, weights: np.ndarray, old, new) -> np.ndarray:
     for j in range(1, 16):
         a, b = ea[j]
         a2, b2 = eb[j]
-        u, u2 = (b - a) / np.linalg.norm(b - a), (b2 - a2) / np.linalg.norm(b2 - a2)
-        scale = np.linalg.norm(b2 - a2) / np.linalg.norm(b - a)
+        u, u2 = (b - a) / norm(b - a), (b2 - a2) / norm(b2 - a2)
+        scale = norm(b2 - a2) / norm(b - a)
         q = verts - a
-        along = q @ u
+        along = dot(q, u)
         perp = q - along[:, None] * u
-        moved = a2 + scale * along[:, None] * u2 + perp @ _rotation_between(u, u2).T
+        moved = a2 + scale * along[:, None] * u2 + matmul(perp, _rotation_between(u, u2).T)
         disp += weights[:, j : j + 1] * (moved - verts)
     ctrl = np.concatenate([old.joints, old.tips])
     ctrl_disp = np.concatenate([new.joints, new.tips]) - ctrl
-    d = np.linalg.norm(verts[:, None] - ctrl[None], axis=2)
-    k = 1.0 / np.maximum(d, 1e-3) ** 3
-    disp += weights[:, :1] * (k @ ctrl_disp) / k.sum(axis=1, keepdims=True)
+    d = np.maximum(norm(verts[:, None] - ctrl[None], axis=2), 1e-3)
+    k = 1.0 / (d * d * d)
+    disp += weights[:, :1] * matmul(k, ctrl_disp) / k.sum(axis=1, keepdims=True)
     return verts + disp
 
 
@@ -171,7 +172,7 @@ def build() -> tuple[dict[str, np.ndarray], dict[str, str]]:
     sdf = HandSDF(sk)
     verts, faces = mesh(sdf, sk.joints, sk.tips)
     weights = skin_weights(sdf, verts, faces, sk.joints, sk.tips)
-    tip_ids = np.array([np.argmin(np.linalg.norm(verts - t, axis=1)) for t in sk.tips], np.int32)
+    tip_ids = np.array([argmin_robust(norm(verts - t, axis=1)) for t in sk.tips], np.int32)
     vdirs, jdirs = shape_space(verts, weights)
     arrays = {
         "v_template": verts.astype(np.float32),
@@ -194,23 +195,47 @@ def build() -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return arrays, meta
 
 
+# --check accepts float arrays within these bounds of the shipped asset (float32 storage rounds at ~1e-8).
+# The generator sums in a fixed order (handmodel_exact.py), so on x86-64 machines it matches bit for bit;
+# the bounds cover a libm that rounds a cosine differently. One micrometre of mesh or joint position per
+# standard deviation of shape, and a weight change of 1e-6 (under 1 um of skinned vertex for any pose of a
+# 20 cm hand), are far below anything the fit or the rig can show (their figures are in tenths of a mm).
+TOLERANCE = {"weights": 1e-6, "default": 1e-6}
+
+
+def compare(arrays: dict[str, np.ndarray], old: dict[str, np.ndarray]) -> tuple[list[str], dict[str, float]]:
+    """(names that fail, max |difference| of every float array); integer arrays must be equal."""
+    bad, diffs = [], {}
+    for k in sorted(set(arrays) | set(old)):
+        if k not in old or k not in arrays or arrays[k].shape != old[k].shape or arrays[k].dtype != old[k].dtype:
+            bad.append(k)
+        elif arrays[k].dtype.kind == "f":
+            diffs[k] = float(np.max(np.abs(arrays[k].astype(np.float64) - old[k]), initial=0.0))
+            if not diffs[k] <= TOLERANCE.get(k, TOLERANCE["default"]):
+                bad.append(k)
+        elif not np.array_equal(arrays[k], old[k]):
+            bad.append(k)
+    return bad, diffs
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Generate assets/hand_builtin.safetensors")
-    ap.add_argument("--check", action="store_true", help="rebuild in memory and compare with the asset bit for bit")
+    ap.add_argument(
+        "--check", action="store_true", help="rebuild in memory and compare with the asset (bit for bit, or TOLERANCE)"
+    )
     ap.add_argument("--out", default=str(ASSET))
     args = ap.parse_args(argv)
     arrays, meta = build()
     if args.check:
         old, old_meta = load_tensors(args.out)
-        bad = [
-            k
-            for k in sorted(set(arrays) | set(old))
-            if k not in old or k not in arrays or arrays[k].tobytes() != old[k].tobytes()
-        ]
+        bad, diffs = compare(arrays, old)
         if bad or old_meta != meta:
-            print(f"MISMATCH in {bad or 'metadata'}: rerun tools/make_hand_model.py")
+            detail = ", ".join(f"{k} max diff {diffs[k]:.3g}" for k in bad if k in diffs)
+            print(f"MISMATCH in {bad or 'metadata'}{f' ({detail})' if detail else ''}: rerun tools/make_hand_model.py")
             return 1
-        print(f"OK: {args.out} matches the generator bit for bit")
+        exact = all(arrays[k].tobytes() == old[k].tobytes() for k in arrays)
+        how = "bit for bit" if exact else f"within TOLERANCE (largest float difference {max(diffs.values()):.3g})"
+        print(f"OK: {args.out} matches the generator {how}")
         return 0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_tensors(args.out, arrays, meta)
