@@ -87,6 +87,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="HandCap batch conversion inside Blender")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_arguments(sub.add_parser("convert", help="videos/photos/captures -> .blend/.fbx/.bvh/.glb"))
+    # --- farms (issue 17): `merge` of a clip's chunk files; `convert --chunk-out` is in add_arguments ---
+    from .cli.merge import add_parser as add_merge
+
+    add_merge(sub, "merge", "a clip's chunk files (convert --chunk-out) -> .blend/.fbx/.bvh/.glb")
+    # --- end of farms ---
     return parser
 
 
@@ -101,10 +106,107 @@ def main(argv: list[str], prog: str = "blender -b -c handcap") -> int:
     except SystemExit as exc:  # argparse exits on --help and on bad arguments
         return int(exc.code or 0)
     try:
+        # --- farms (issue 17): chunks and merges run their inference in the worker, like captures ---
+        if args.command == "merge":
+            return _merge_in_blender(args)
+        if getattr(args, "chunk_out", ""):
+            return _chunk_in_blender(args, capture_argv(args))
+        # --- end of farms ---
         return run_batch(args, worker_capture(capture_argv(args)), media_extensions())
     except CliError as exc:
         print(f"handcap {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+# --- farms (issue 17) ---
+class _WorkerCommand:
+    """A request for ``operators.worker.CaptureJob`` running any ``python -m handcap`` command whose output
+    file is the job's output (chunk files, merged captures)."""
+
+    def __init__(self, source: str, make_argv):
+        self.source = source
+        self.make_argv = make_argv
+
+    def argv(self, output, progress_json: bool = True) -> list[str]:
+        return self.make_argv(str(output))
+
+
+def _in_worker(request, dest: Path) -> None:
+    import shutil
+
+    import bpy
+
+    from .operators.worker import CaptureJob
+
+    job = CaptureJob(request, _interpreter(bpy.context)).start()
+    try:
+        state = job.wait()
+        if state != job.FINISHED:
+            raise RuntimeError(job.error or f"worker {state.lower()}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(job.output, tmp)
+        tmp.replace(dest)
+    finally:
+        job.cleanup()
+
+
+def _chunk_in_blender(args, capture_args: list[str]) -> int:
+    """``convert INPUT --frames A:B --chunk-out CHUNK``: the worker writes the chunk file."""
+    from .cli import CliError
+
+    if len(args.inputs) != 1:
+        raise CliError("--chunk-out takes exactly one INPUT (one chunk of one clip per call)")
+    src = args.inputs[0]
+    extra = ["--chunk-frames", str(args.chunk_frames), "--overlap", str(args.overlap)]
+    request = _WorkerCommand(
+        src, lambda out: ["convert", src, "-o", args.outdir, "--chunk-out", out, *extra, *capture_args]
+    )
+    try:
+        _in_worker(request, Path(args.chunk_out))
+    except (RuntimeError, OSError) as exc:
+        print(f"handcap convert: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.chunk_out}")
+    return 0
+
+
+def _merge_in_blender(args) -> int:
+    """``merge CHUNK... -o OUTDIR``: the worker merges and fits (torch), Blender converts."""
+    import tempfile
+
+    from .cli import CliError
+    from .cli.merge import batch_options
+    from .core.capture import read_capture
+    from .farm.jobs import merge_and_convert
+    from .inference.chunks import ChunkError, chunk_source
+
+    if not args.outdir or args.capture_out:
+        raise CliError("inside Blender, merge converts: give -o OUTDIR (no --capture-out)")
+    try:
+        name = Path(chunk_source(args.chunks[0])).name  # numpy only: readable in Blender's Python
+    except ChunkError as exc:
+        raise CliError(str(exc)) from None
+    chunks = [str(Path(c).resolve()) for c in args.chunks]
+    with tempfile.TemporaryDirectory(prefix="handcap-merge-") as work:
+        take = Path(work) / "merged.npz"
+        try:
+            _in_worker(_WorkerCommand(name, lambda out: ["merge", *chunks, "--capture-out", out]), take)
+            outputs = merge_and_convert(
+                read_capture(take),
+                args.name or Path(name).stem,
+                name,
+                Path(args.outdir),
+                batch_options(args, media_extensions()),
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"handcap merge: FAILED: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 1
+    print(f"merged {len(chunks)} chunk(s) of {name} -> {', '.join(Path(o).name for o in outputs)}")
+    return 0
+
+
+# --- end of farms ---
 
 
 def register_cli() -> None:

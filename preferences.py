@@ -3,8 +3,6 @@
 import bpy
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 
-from .core.capture import CameraIntrinsics
-
 ADDON_ID = __package__
 
 
@@ -43,7 +41,8 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
     )
     default_fov: FloatProperty(
         name="Default Field of View",
-        description="Horizontal field of view assumed when the footage's focal length is unknown",
+        description="Horizontal field of view of Capture Hands' 'Preferences' lens (by default the focal length "
+        "is estimated from the footage)",
         default=55.0,
         min=1.0,
         max=179.0,
@@ -70,10 +69,6 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
 def get_prefs(context=None) -> HANDCAP_AddonPreferences:
     context = context or bpy.context
     return context.preferences.addons[ADDON_ID].preferences
-
-
-def default_intrinsics(context, width: int, height: int) -> CameraIntrinsics:
-    return CameraIntrinsics.from_fov(width, height, get_prefs(context).default_fov)
 
 
 CLASSES = (HANDCAP_AddonPreferences,)

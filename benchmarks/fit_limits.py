@@ -46,6 +46,8 @@ IMAGE_ONLY = FitOptions(
     w_transl_accel=1e-8,
     w_depth_accel=1e-6,
     polish_iterations=0,
+    same_person=False,  # the floor of each hand's own image fit: no coupling between the hands
+    two_hands=False,
 )
 SIGMAS = (1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0)
 
@@ -71,7 +73,12 @@ def overlay_rows(capture) -> dict[str, dict[str, float]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
-    ap.add_argument("--fov", type=float, default=None, help="horizontal field of view, degrees (default: 55)")
+    ap.add_argument(
+        "--fov",
+        type=float,
+        default=None,
+        help="horizontal field of view, degrees (default: estimated from the footage)",
+    )
     args = ap.parse_args(argv)
     if not Path(args.video).is_file():
         print(f"no video at {args.video} (the shared data folder is absent?)", file=sys.stderr)

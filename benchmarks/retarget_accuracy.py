@@ -35,7 +35,7 @@ def main() -> int:
     from handcap.builders import export as ex
     from handcap.builders.importer import ImportOptions, import_capture
     from handcap.builders.retarget import retarget
-    from handcap.core import retarget_map as rm
+    from handcap.core.retarget_suggest import suggest_mapping
     from tests import retarget_rigs as R
 
     out: dict = {"frames": args.frames, "rigs": {}, "round_trip_deg": {}}
@@ -45,7 +45,7 @@ def main() -> int:
         rig = bpy.data.objects[rig_name]
         imported = import_capture(bpy.context, R.synthetic_capture(args.frames), ImportOptions(with_mesh=False))
         sources = [bpy.data.objects[imported.armatures[s]] for s in ("right", "left")]
-        mapping = rm.suggest_mapping({b.name: b.parent.name if b.parent else None for b in rig.data.bones}).mapping
+        mapping = suggest_mapping({b.name: b.parent.name if b.parent else None for b in rig.data.bones}).mapping
         t0 = time.perf_counter()
         result = retarget(bpy.context, sources, rig, mapping)
         seconds = time.perf_counter() - t0

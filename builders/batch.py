@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
 import tempfile
 import time
 import traceback
@@ -28,6 +27,10 @@ import bpy
 
 from ..core import retarget_map as rm
 from ..core.naming import PROP_PREFIX
+from ..core.retarget_suggest import suggest_mapping
+from . import capture_store
+from .camera import CameraAlignError, MatchOptions, match_camera
+from .capture_store import STORE_DIR
 from .export import ExportOptions, check_writable_folder, export_armatures
 from .importer import ImportOptions, import_capture
 from .retarget import RetargetOptions, retarget
@@ -58,6 +61,7 @@ class BatchOptions:
         wrist_location: "NONE", "RELATIVE" or "WORLD" (see ``RetargetOptions``).
         with_mesh: build the hand meshes (ignored when retargeting: the rig's own meshes are used).
         keep_captures: also write each video's capture file (``<name>.npz``) into ``outdir``.
+        overwrite: replace existing output files (default: refuse before any input is converted).
         smooth: give every hand seen in 3 frames or more the default smoothing before retargeting and export
             (the fit leaves all temporal smoothing to it; the raw keys stay on the armature, see ``smooth.py``).
         media_exts: file extensions (lower case, with dot) taken as videos / photos.
@@ -72,6 +76,7 @@ class BatchOptions:
     wrist_location: str = "NONE"
     with_mesh: bool = True
     keep_captures: bool = False
+    overwrite: bool = False
     smooth: bool = True
     media_exts: frozenset[str] = frozenset()
 
@@ -203,6 +208,7 @@ def run_batch(options: BatchOptions, capture_fn: CaptureFn | None, log: Callable
         raise BatchError(f"no input files found in {', '.join(options.inputs)}")
     outdir = Path(options.outdir)
     stems = output_stems(files)
+    _check_outputs(files, stems, outdir, options)
     t_start = time.monotonic()
     for i, (path, stem) in enumerate(zip(files, stems, strict=True)):
         prefix = f"[{i + 1}/{len(files)}] {path.name}"
@@ -210,7 +216,7 @@ def run_batch(options: BatchOptions, capture_fn: CaptureFn | None, log: Callable
         t0 = time.monotonic()
         result = InputResult(input=str(path))
         try:
-            result.outputs = convert_one(path, stem, outdir, options, capture_fn)
+            result.outputs = convert_one(path, stem, outdir, options, capture_fn, log)
         except (ValueError, OSError, RuntimeError) as exc:  # the messages of HandCap's errors are for users
             result.error = _one_line(exc)
         except Exception as exc:  # noqa: BLE001 - a bug on one input must not stop the others; reported as failure
@@ -238,7 +244,14 @@ def _fmt(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
 
-def convert_one(path: Path, stem: str, outdir: Path, options: BatchOptions, capture_fn: CaptureFn | None) -> list[str]:
+def convert_one(
+    path: Path,
+    stem: str,
+    outdir: Path,
+    options: BatchOptions,
+    capture_fn: CaptureFn | None,
+    log: Callable[[str], None] = print,
+) -> list[str]:
     """Convert one input; returns the files written. Raises ValueError (or OSError / RuntimeError) on failure."""
     ext = path.suffix.lower()
     if not path.is_file():
@@ -247,7 +260,6 @@ def convert_one(path: Path, stem: str, outdir: Path, options: BatchOptions, capt
         raise ValueError(
             f"not a video, photo or HandCap capture (.npz): {ext or 'no extension'} is not a known file type"
         )
-    outputs: list[str] = []
     with tempfile.TemporaryDirectory(prefix="handcap-batch-") as work:
         capture_path = path
         if ext != CAPTURE_EXT:
@@ -258,38 +270,104 @@ def convert_one(path: Path, stem: str, outdir: Path, options: BatchOptions, capt
             if not capture_path.is_file():
                 raise RuntimeError("the capture step wrote no capture file")
         _fresh_scene(options)
-        context = bpy.context
-        imported = import_capture(
-            context, str(capture_path), ImportOptions(with_mesh=options.with_mesh, set_scene_timing=True)
-        )
-        hands = [bpy.data.objects[imported.armatures[s]] for s in ("right", "left") if s in imported.armatures]
-        if options.smooth:
-            failed = smooth_new_hands(imported.armatures, imported.keyed_frames)
-            if failed:
-                raise ValueError("smoothing failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items()))
-        targets = hands
-        if options.retarget_blend:
-            rig = _rig(options)
-            mapping = _mapping(rig, options.mapping)
-            retarget(context, hands, rig, mapping, RetargetOptions(wrist_location=options.wrist_location))
-            targets = [rig]
-        if options.keep_captures and ext != CAPTURE_EXT:
-            kept = outdir / f"{stem}.npz"
-            tmp = outdir / f".{stem}.{os.getpid()}.tmp.npz"
-            try:
-                shutil.copyfile(capture_path, tmp)
-                os.replace(tmp, kept)
-            finally:
-                tmp.unlink(missing_ok=True)
-            outputs.append(str(kept.resolve()))
         if options.format == "blend":
-            outputs.insert(0, _save_blend(outdir / f"{stem}.blend"))
-        else:
-            result = export_armatures(
-                context, targets, outdir / f"{stem}.{options.format}", ExportOptions(options.format)
-            )
-            outputs[:0] = result.files
+            # the .blend's hands keep their capture beside it (//handcap/), for the overlay readouts
+            kept = outdir / STORE_DIR / f"{stem}.npz"
+            capture_store.copy_atomic(capture_path, kept)
+            capture_path = kept
+        try:
+            return _convert_capture(capture_path, path, stem, outdir, options, log)
+        except BaseException:
+            if options.format == "blend":
+                Path(capture_path).unlink(missing_ok=True)  # no orphan capture for a .blend never written
+            raise
+
+
+def _convert_capture(
+    capture_path: Path, path: Path, stem: str, outdir: Path, options: BatchOptions, log: Callable[[str], None]
+) -> list[str]:
+    """Import, smooth, match the camera, retarget and write one capture's outputs (the files written)."""
+    ext = path.suffix.lower()
+    outputs: list[str] = []
+    context = bpy.context
+    imported = import_capture(
+        context, str(capture_path), ImportOptions(with_mesh=options.with_mesh, set_scene_timing=True)
+    )
+    _match_camera(context, imported, log)
+    hands = [bpy.data.objects[imported.armatures[s]] for s in ("right", "left") if s in imported.armatures]
+    if options.smooth:
+        failed = smooth_new_hands(imported.armatures, imported.keyed_frames)
+        if failed:
+            raise ValueError("smoothing failed: " + "; ".join(f"{n}: {why}" for n, why in failed.items()))
+    targets = hands
+    if options.retarget_blend:
+        rig = _rig(options)
+        mapping = _mapping(rig, options.mapping)
+        done = retarget(context, hands, rig, mapping, RetargetOptions(wrist_location=options.wrist_location))
+        for warning in done.warnings:
+            log(f"  warning: {warning}")
+        mapped = {p.source for p in mapping.pairs}
+        for hand in hands:
+            bones = [b.name for b in hand.data.bones if ".tip." not in b.name]
+            unmapped = [b for b in bones if b not in mapped]
+            if unmapped:
+                log(
+                    f"  warning: {len(unmapped)} of {len(bones)} bones of {hand.name} have no bone on "
+                    f"{rig.name!r}, their motion is not retargeted: "
+                    + ", ".join(unmapped[:6])
+                    + (" ..." if len(unmapped) > 6 else "")
+                )
+        targets = [rig]
+    if options.keep_captures and ext != CAPTURE_EXT:
+        kept = outdir / f"{stem}.npz"
+        capture_store.copy_atomic(capture_path, kept)
+        outputs.append(str(kept.resolve()))
+    if options.format == "blend":
+        capture_store.on_save_pre(str(outdir / f"{stem}.blend"))  # paths relative to the .blend
+        outputs.insert(0, _save_blend(outdir / f"{stem}.blend"))
+    else:
+        result = export_armatures(context, targets, outdir / f"{stem}.{options.format}", ExportOptions(options.format))
+        outputs[:0] = result.files
     return outputs
+
+
+def planned_outputs(files: list[Path], stems: list[str], outdir: Path, options: BatchOptions) -> list[Path]:
+    """The files the run will write (bvh names carry the hand, so every possible one is listed)."""
+    out = []
+    for path, stem in zip(files, stems, strict=True):
+        if options.format == "bvh":
+            out += [outdir / f"{stem}{suffix}.bvh" for suffix in ("", ".R", ".L")]
+        else:
+            out.append(outdir / f"{stem}.{options.format}")
+        if options.format == "blend":
+            out.append(outdir / STORE_DIR / f"{stem}.npz")
+        if options.keep_captures and path.suffix.lower() != CAPTURE_EXT:
+            out.append(outdir / f"{stem}.npz")
+    return out
+
+
+def _check_outputs(files: list[Path], stems: list[str], outdir: Path, options: BatchOptions) -> None:
+    """Refuse, before any work, to write over an input, or over existing files without ``overwrite``."""
+    planned = planned_outputs(files, stems, outdir, options)
+    inputs = {f.resolve() for f in files}
+    clash = [p for p in planned if p.resolve() in inputs]
+    if clash:
+        raise BatchError(f"{clash[0]} is an input and would be overwritten: choose another output folder")
+    existing = [p for p in planned if p.exists()]
+    if existing and not options.overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise BatchError(f"{existing[0]}{more} already exist(s) in {outdir}: pass --overwrite to replace them")
+
+
+def _match_camera(context, imported, log: Callable[[str], None]) -> None:
+    """The file gets the footage's camera, resolution, fps, frame range and background, as the operator's."""
+    try:
+        result = match_camera(context, bpy.data.objects[imported.camera_space], MatchOptions())
+    except CameraAlignError as exc:
+        log(f"  note: no matched camera: {exc}")
+        return
+    for warning in result.warnings:
+        log(f"  note: {warning}")
 
 
 def _fresh_scene(options: BatchOptions) -> None:
@@ -316,7 +394,7 @@ def _rig(options: BatchOptions) -> bpy.types.Object:
 def _mapping(rig: bpy.types.Object, mapping: str) -> rm.BoneMapping:
     bones = {b.name: b.parent.name if b.parent else None for b in rig.data.bones}
     if not mapping:
-        return rm.suggest_mapping(bones).mapping
+        return suggest_mapping(bones).mapping
     presets = rm.builtin_presets()
     preset = presets[mapping] if mapping in presets else rm.load_preset(mapping)
     resolved, missing = preset.resolve(bones)

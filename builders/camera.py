@@ -25,7 +25,7 @@ from mathutils import Matrix
 from ..core import naming
 from ..core.capture import DOUBTFUL_CONFIDENCE, CameraIntrinsics, Capture, CaptureFormatError, read_capture
 from ..core.keypoints import MANO_TO_KEYPOINTS
-from . import camera_math
+from . import camera_math, capture_store
 from .smooth import is_hand_armature, positions_fn, read_motion, rest_pose
 
 P = naming.PROP_PREFIX
@@ -234,8 +234,8 @@ def match_camera(context, space, options: MatchOptions | None = None) -> MatchRe
     clip = None
     if options.clip_path:
         clip = load_clip(options.clip_path, info.image_size, warnings)
-    elif info.source and os.path.isfile(bpy.path.abspath(info.source)):
-        clip = load_clip(info.source, info.image_size, warnings)
+    elif capture_store.footage_path(space):
+        clip = load_clip(capture_store.footage_path(space), info.image_size, warnings)
     else:
         warnings.append(f"no footage at '{info.source}': the camera has no background; choose the clip")
     k = _user_intrinsics(info.intrinsics, options, warnings)
@@ -350,11 +350,12 @@ class ReprojectionReport:
 
 
 def capture_of(arm) -> Capture:
-    path = str(arm.get(P + "capture_path", ""))
-    if not path:
-        raise CameraAlignError(f"{arm.name}: no capture file recorded; the readout needs the captured 2D keypoints")
     try:
-        return read_capture(bpy.path.abspath(path))
+        path = capture_store.resolve_capture(arm)
+    except capture_store.CaptureStoreError as exc:
+        raise CameraAlignError(f"{exc}; the readout needs the captured 2D keypoints") from None
+    try:
+        return read_capture(path)
     except CaptureFormatError as exc:
         raise CameraAlignError(f"{arm.name}: cannot read the capture for its 2D keypoints ({exc})") from None
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core import anatomy, handmodel, naming
 from ..core.capture import SIDES, Capture, CaptureFormatError, HandTrack, read_capture
-from . import convention, keys, rig, skin
+from . import capture_store, compat, convention, keys, rig, skin
 
 P = naming.PROP_PREFIX
 
@@ -231,9 +231,10 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
     space.rotation_mode = "XYZ"
     space.rotation_euler = convention.OPENCV_TO_BLENDER_EULER
     k = capture.intrinsics
-    space[P + "source"] = source
+    capture_store.record_paths(space, "", source)
     space[P + "image_size"] = [int(v) for v in capture.image_size]
     space[P + "intrinsics"] = [float(k.fx), float(k.fy), float(k.cx), float(k.cy)]
+    space[P + "intrinsics_source"] = k.source  # given / estimated / default, for the Camera panel
 
     frames = np.asarray(capture.frames, np.int64)
     scene_frames = (offset + int(frames[0]), offset + int(frames[-1]))
@@ -293,8 +294,7 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
 
 
 def _set_properties(obj, capture: Capture, path: str, side: str, offset: int, frames: np.ndarray) -> None:
-    obj[P + "source"] = capture.source
-    obj[P + "capture_path"] = path
+    capture_store.record_paths(obj, path, capture.source)
     obj[P + "hand_model"] = capture.hand_model
     obj[P + "side"] = side
     obj[P + "fps"] = float(capture.fps)
@@ -326,7 +326,7 @@ def _key_hand(arm_obj, action, track: HandTrack, frames16, names, offset, frames
         for j in range(16):
             channels += keys.bone_channels(names[j], "rotation_quaternion", at, quats[:, j], options.interpolation)
         channels += keys.bone_channels(names[0], "location", at, loc, options.interpolation)
-    keys.write_channels(action, arm_obj.animation_data.action_slot, channels)
+    keys.write_channels(action, compat.assigned_slot(arm_obj), channels)
     return n
 
 

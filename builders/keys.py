@@ -2,8 +2,8 @@
 
 One ``keyframe_insert`` per key costs a Python round trip and a depsgraph tag each;
 thousands of frames x 70 channels would take minutes. Here every F-curve is filled
-with a few array calls. Actions use Blender's layered API (4.4+; the only one in 5.x):
-action -> slot -> layer -> keyframe strip -> channelbag -> F-curves.
+with a few array calls. Actions use Blender's layered API where it exists (4.4+; the only one in 5.x):
+action -> slot -> layer -> keyframe strip -> channelbag -> F-curves; ``compat`` covers 4.2.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
+
+from . import compat
 
 #: Keyframe interpolation name -> Blender's enum value (what ``foreach_set`` takes).
 INTERPOLATIONS = {k: v.value for k, v in bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items.items()}
@@ -51,19 +53,13 @@ def bone_channels(
 def new_action(obj: bpy.types.Object, name: str) -> bpy.types.Action:
     """A fresh action with one slot for ``obj``, assigned to it. Blender suffixes ``name`` (.001 ...)
     when it is taken, so an existing action is never reused or overwritten."""
-    action = bpy.data.actions.new(name)
-    slot = action.slots.new(id_type="OBJECT", name=obj.name)
-    anim = obj.animation_data or obj.animation_data_create()
-    anim.action = action
-    anim.action_slot = slot
-    return action
+    return compat.new_action(obj, name)
 
 
-def write_channels(action: bpy.types.Action, slot: bpy.types.ActionSlot, channels: list[Channel]) -> None:
-    """Create the F-curves of ``channels`` in ``action``'s channelbag for ``slot``, all keys at once."""
-    from bpy_extras.anim_utils import action_ensure_channelbag_for_slot
-
-    bag = action_ensure_channelbag_for_slot(action, slot)
+def write_channels(action: bpy.types.Action, slot, channels: list[Channel]) -> None:
+    """Create the F-curves of ``channels`` in ``action``'s channelbag for ``slot`` (None before Blender 4.4,
+    see ``compat``), all keys at once."""
+    bag = compat.channelbag(action, slot, create=True)
     for ch in channels:
         n = len(ch.frames)
         if n == 0:

@@ -18,7 +18,7 @@ import bpy
 import numpy as np
 
 from ..core.keypoints import KEYPOINT_BONES
-from . import camera_math
+from . import camera_math, compat
 from .camera import CameraAlignError, background_clip, camera_intrinsics, capture_of, check_clip_size, joints_world
 
 KEYPOINT_COLOR = (0.1, 0.95, 0.2)
@@ -184,7 +184,7 @@ def write_video(files: list[str], path: str, fps: float, size: tuple[int, int]) 
     tmp = bpy.data.scenes.new(".HC_overlay_video")
     try:
         editor = tmp.sequence_editor_create()
-        strip = editor.strips.new_image("frames", files[0], 1, 1)
+        strip = compat.sequencer_strips(editor).new_image("frames", files[0], 1, 1)
         for f in files[1:]:
             strip.elements.append(os.path.basename(f))
         tmp.frame_start, tmp.frame_end = 1, len(files)
@@ -192,8 +192,7 @@ def write_video(files: list[str], path: str, fps: float, size: tuple[int, int]) 
         r.resolution_x, r.resolution_y, r.resolution_percentage = size[0], size[1], 100
         whole = max(1, round(fps))
         r.fps, r.fps_base = whole, whole / fps
-        r.image_settings.media_type = "VIDEO"
-        r.image_settings.file_format = "FFMPEG"
+        compat.set_video_output(r.image_settings)
         r.ffmpeg.format, r.ffmpeg.codec = "MPEG4", "H264"
         r.filepath = path
         bpy.ops.render.render(animation=True, scene=tmp.name)
@@ -242,7 +241,7 @@ def render_overlay(context, camera, hands_arms, options: OverlayOptions) -> Over
         scene.camera = camera
         scene.compositing_node_group = tree
         r.use_compositing = tree is not None
-        r.engine = options.engine
+        r.engine = compat.render_engine(options.engine)
         r.film_transparent = True
         r.image_settings.file_format = "PNG"
         r.image_settings.color_mode = "RGBA"

@@ -33,7 +33,7 @@ from mathutils import Euler, Matrix, Quaternion
 
 from ..core.retarget_map import SIDES, BoneMapping, MappingError, split_source_bone
 from ..core.retarget_math import orthonormal, palm_frame, rest_offsets
-from . import keys
+from . import compat, keys
 from .rig import ensure_object_mode
 
 LOCATION_MODES = ("NONE", "RELATIVE", "WORLD")
@@ -291,9 +291,7 @@ def _frames(context, pairs: list[_Pair], options: RetargetOptions) -> dict[str, 
 
 
 def _channelbag(obj):
-    from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
-
-    return animdata_get_channelbag_for_assigned_slot(obj.animation_data)
+    return compat.assigned_channelbag(obj)
 
 
 def _rest_heads(obj, names: dict[str, str]) -> dict[str, np.ndarray]:
@@ -465,17 +463,11 @@ def _write_action(target, pairs, located, frames, samples, options) -> tuple[bpy
         channels += bone_ch
         paths.update(c.data_path for c in bone_ch)
     if previous is not None and options.keep_other_animation:
-        slot_id = anim.action_slot.identifier if anim.action_slot else None
+        slot_id = compat.slot_identifier(target)
         action = previous.copy()
         action.name = name
-        anim.action = action
-        slot = next((s for s in action.slots if s.identifier == slot_id), None)
-        if slot is None:
-            slot = action.slots.new(id_type="OBJECT", name=target.name)
-        anim.action_slot = slot
-        from bpy_extras.anim_utils import action_get_channelbag_for_slot
-
-        bag = action_get_channelbag_for_slot(action, slot)
+        slot = compat.assign_action(target, action, slot_id)
+        bag = compat.channelbag(action, slot)
         if bag is not None:
             # Every rotation channel of a retargeted bone goes: the new keys may use another rotation mode.
             stale = [fc for fc in bag.fcurves if fc.data_path in paths or _is_rotation_of(fc.data_path, keyed)]
@@ -483,7 +475,7 @@ def _write_action(target, pairs, located, frames, samples, options) -> tuple[bpy
                 bag.fcurves.remove(fc)
     else:
         action = keys.new_action(target, name)
-        slot = anim.action_slot
+        slot = compat.assigned_slot(target)
     if previous is not None:
         previous.use_fake_user = True  # the user's action survives saving even with no user left
     keys.write_channels(action, slot, channels)

@@ -30,7 +30,7 @@ from ..core.smoothing import (
     SmoothingSettings,
     smooth_motion,
 )
-from . import convention, keys
+from . import compat, convention, keys
 
 P = naming.PROP_PREFIX
 #: Fewest keyed frames for which new hands get smoothed on import (a photo or a glimpse has no motion).
@@ -86,13 +86,7 @@ def hand_armatures(context) -> list:
 
 
 def _bag(action, obj):
-    from bpy_extras.anim_utils import action_get_channelbag_for_slot
-
-    slot = obj.animation_data.action_slot if obj.animation_data else None
-    if action != obj.animation_data.action:
-        # a copied action keeps its slots; find ours by identifier
-        slot = next((s for s in action.slots if slot is not None and s.identifier == slot.identifier), None)
-    return action_get_channelbag_for_slot(action, slot)
+    return compat.channelbag(action, compat.slot_in(action, obj))
 
 
 def _keys(bag, path: str, index: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
@@ -187,7 +181,7 @@ def _write_pose(obj, action, frames, rot, loc, rot_keys, loc_keys, interpolation
         k = rot_keys[:, j]
         channels += keys.bone_channels(bone, "rotation_quaternion", frames[k], rot[k, j], interpolation)
     channels += keys.bone_channels(names[0], "location", frames[loc_keys], loc[loc_keys], interpolation)
-    keys.write_channels(action, obj.animation_data.action_slot, channels)
+    keys.write_channels(action, compat.assigned_slot(obj), channels)
 
 
 def raw_action(obj, create: bool = True):

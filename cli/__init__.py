@@ -25,6 +25,9 @@ SUBCOMMANDS = {
     "benchmark": ("benchmark", "run the speed benchmarks"),
     "convert": ("convert", "capture/video -> .blend/.fbx/.bvh/.glb (needs bpy)"),
     "report": ("report", "overlays and an HTML index to judge a capture"),
+    "farm": ("farm", "a library of videos converted on a Ray cluster, chunked and resumable (needs ray, bpy)"),
+    "merge": ("merge", "a clip's chunk files (convert --chunk-out) -> one capture -> .blend/.fbx/.bvh/.glb"),
+    "import-results": ("import_results", "results of HaMeR / WiLoR / MediaPipe / FreeMoCap -> capture file (.npz)"),
 }
 
 

@@ -19,6 +19,8 @@ def _frame_range(text: str) -> tuple[int | None, int | None]:
         start, stop = (int(p) if p.strip() else None for p in parts)
     except ValueError:
         raise argparse.ArgumentTypeError(f"frame numbers must be integers, got {text!r}") from None
+    if (start or 0) < 0 or (stop or 0) < 0:
+        raise argparse.ArgumentTypeError(f"frame numbers count from 0; negative frames are refused, got {text!r}")
     if start is not None and stop is not None and stop <= start:
         raise argparse.ArgumentTypeError(f"empty frame range {text!r} (B must be greater than A)")
     return start, stop
@@ -36,12 +38,19 @@ def add_capture_arguments(p) -> None:
         "--fov",
         type=float,
         metavar="DEG",
-        help="horizontal field of view in degrees (default 55 when no camera option is given)",
+        help="horizontal field of view in degrees (no camera option: the focal length is estimated from the hands)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--model", choices=("builtin", "mano"), default="builtin", help="hand model (default builtin)")
     p.add_argument("--mano-dir", metavar="DIR", help="folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl (--model mano)")
     p.add_argument("--mirrored", action="store_true", help="the footage is a mirrored selfie view (swaps sides)")
+    p.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.2,
+        metavar="C",
+        help="drop a hand whose best frame's confidence (0..1) is below C (default 0.2)",
+    )
     add_fit_argument(p)
 
 
@@ -56,17 +65,18 @@ def add_parser(subparsers, name: str, help_text: str):
         help='progress as JSON lines on stdout ({"stage", "done", "total"}) instead of bars',
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--overwrite", action="store_true", help="replace TAKE.npz if it exists (default: refuse)")
     p.set_defaults(run=run)
     return p
 
 
 def options_from_args(source, args):
-    """CaptureOptions from parsed capture arguments."""
-    from ..inference.capture_job import CaptureOptions
+    """Checked CaptureOptions from parsed capture arguments (CliError names a bad one)."""
+    from ..inference.capture_job import CaptureJobError, CaptureOptions
 
     if getattr(args, "mano_dir", None) and args.model != "mano":
         raise CliError("--mano-dir is only used with --model mano")
-    return CaptureOptions(
+    options = CaptureOptions(
         source=str(source),
         frames=args.frames,
         stride=args.stride,
@@ -79,8 +89,14 @@ def options_from_args(source, args):
         model=args.model,
         mano_dir=args.mano_dir or None,
         mirrored=args.mirrored,
+        min_confidence=args.min_confidence,
         fit=fit_options_from_args(args),
     )
+    try:
+        options.validate()
+    except CaptureJobError as exc:
+        raise CliError(str(exc)) from None
+    return options
 
 
 def capture_from_args(source, args, progress=None):
@@ -108,8 +124,8 @@ def run(args) -> int:
     out_path = Path(args.output)
     if out_path.suffix.lower() != ".npz":
         raise CliError(f"output {out_path} must end in .npz (the capture file format)")
-    if not out_path.parent.exists():
-        raise CliError(f"output folder {out_path.parent} does not exist")
+    check_output_file(out_path, [Path(args.input)], args.overwrite)
+    options_from_args(args.input, args)  # bad options fail before the slow part
     progress = _json_progress if args.progress_json else _Bars(enabled=not args.quiet)
     try:
         cap = capture_from_args(args.input, args, progress=progress)
@@ -134,6 +150,27 @@ def run(args) -> int:
     secs = ", ".join(f"{k} {v:.1f} s" for k, v in cap.info.get("seconds", {}).items())
     print(f"wrote {out_path} ({secs})")
     return 0
+
+
+def check_output_file(out_path: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Before any work: the folder exists and takes files, no input is overwritten, an existing file only
+    with ``overwrite`` (CliError otherwise)."""
+    import os
+    import tempfile
+
+    folder = out_path.parent
+    if not folder.is_dir():
+        raise CliError(f"output folder {folder} does not exist")
+    if any(out_path.resolve() == p.resolve() for p in inputs):
+        raise CliError(f"output {out_path} is the input: it would be overwritten; choose another name")
+    if out_path.exists() and not overwrite:
+        raise CliError(f"{out_path} already exists: pass --overwrite to replace it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".handcap-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CliError(f"cannot write to {folder}: {exc.strerror or exc}") from None
 
 
 def _json_progress(stage: str, done: int, total: int) -> None:

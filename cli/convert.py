@@ -38,6 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--no-mesh", action="store_true", help="armatures only, no hand meshes")
     o.add_argument("--keep-captures", action="store_true", help="also write each capture (.npz) to OUTDIR")
+    o.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
     o.add_argument(
         "--no-smooth",
         action="store_true",
@@ -46,6 +47,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     # The same capture options as ``python -m handcap capture``.
     add_capture_arguments(p.add_argument_group("capture (videos and photos)"))
+    # --- chunked capture for farms (issue 17; farm/, inference/chunks.py) ---
+    from ..inference.chunks import DEFAULT_CHUNK_FRAMES, DEFAULT_OVERLAP
+
+    c = p.add_argument_group("chunks (farms: see `handcap merge` and docs/farm.md)")
+    c.add_argument(
+        "--chunk-out",
+        metavar="CHUNK.npz",
+        default="",
+        help="capture only the landmarks of the chunk --frames A:B of the one INPUT into this chunk file "
+        "(no conversion; A:B must be a chunk of the plan that --chunk-frames / --overlap make of the clip)",
+    )
+    c.add_argument(
+        "--chunk-frames",
+        type=int,
+        default=DEFAULT_CHUNK_FRAMES,
+        metavar="N",
+        help=f"captured frames per chunk (default {DEFAULT_CHUNK_FRAMES})",
+    )
+    c.add_argument(
+        "--overlap",
+        type=int,
+        default=DEFAULT_OVERLAP,
+        metavar="N",
+        help=f"frames shared by neighbouring chunks (default {DEFAULT_OVERLAP})",
+    )
+    # --- end of chunked capture ---
 
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
@@ -77,6 +104,7 @@ def capture_argv(args: argparse.Namespace) -> list[str]:
         out += ["--mano-dir", str(args.mano_dir)]
     if args.mirrored:
         out.append("--mirrored")
+    out += ["--min-confidence", repr(float(args.min_confidence))]
     for pair in getattr(args, "fit", None) or []:
         out += ["--fit", pair]
     return out
@@ -95,6 +123,7 @@ def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
         wrist_location=args.wrist_location,
         with_mesh=not args.no_mesh,
         keep_captures=args.keep_captures,
+        overwrite=args.overwrite,
         smooth=not args.no_smooth,
         media_exts=media_exts,
     )
@@ -107,7 +136,8 @@ def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], 
     from ..builders.batch import BatchError
     from ..builders.batch import run_batch as core
 
-    if not hasattr(bpy.types.Object, "handcap_smoothing"):
+    registered = not hasattr(bpy.types.Object, "handcap_smoothing")
+    if registered:
         # bpy as a module, or a script run from a checkout, without the extension enabled: register HandCap's
         # classes, whose properties hold what the saved files need (the smoothing's raw keys and settings)
         from .. import register
@@ -117,6 +147,11 @@ def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], 
         return core(batch_options(args, media_exts), capture_fn, log).exit_code
     except BatchError as exc:
         raise CliError(str(exc)) from None
+    finally:
+        if registered:  # bpy 4.2 / 4.5 modules crash / hang at exit with Python classes still registered
+            from .. import unregister
+
+            unregister()
 
 
 def in_process_capture(args: argparse.Namespace, log=print):
@@ -130,11 +165,10 @@ def in_process_capture(args: argparse.Namespace, log=print):
     def capture(src: Path, out: Path) -> None:
         # torch loads on the first video, not for runs of .npz captures only
         from ..core.capture import write_capture
-        from ..inference.capture_job import resolve_device, run_capture
+        from ..inference.capture_job import PHOTO_RANGE_NOTE, resolve_device, run_capture
         from ..inference.landmarker import HandLandmarker, LandmarkerOptions
 
         options = options_from_args(src, args)
-        options.validate()
         if "landmarker" not in state:
             state["landmarker"] = HandLandmarker(
                 LandmarkerOptions(
@@ -143,6 +177,10 @@ def in_process_capture(args: argparse.Namespace, log=print):
             )
         result = run_capture(options, progress=_throttled(log), landmarker=state["landmarker"])
         for warning in result.warnings:
+            if warning == PHOTO_RANGE_NOTE:
+                if state.get("said_photo_range"):
+                    continue  # said once per batch
+                state["said_photo_range"] = True
             log(f"  note: {warning}")
         write_capture(out, result.capture)
 
@@ -165,6 +203,12 @@ def _throttled(log, every_s: float = 10.0):
 
 
 def run(args: argparse.Namespace) -> int:
+    # --- chunked capture for farms (issue 17): landmarks only, no bpy needed ---
+    if getattr(args, "chunk_out", ""):
+        from .merge import chunk_from_args
+
+        return chunk_from_args(args)
+    # --- end of chunked capture ---
     try:
         import bpy  # noqa: F401
     except ImportError:

@@ -84,7 +84,8 @@ def _capture_for(path: Path, out_dir: Path, args):
         raise ValueError("this build has no capture command: only capture files (.npz) can be reported") from None
     # ``handcap capture`` itself does the work (same options, checks and messages); its summary goes to stderr.
     target = out_dir / "capture.npz"
-    job = argparse.Namespace(**{**vars(args), "input": str(path), "output": str(target)})
+    # the report's own working copy: replaced on a re-run into the same folder
+    job = argparse.Namespace(**{**vars(args), "input": str(path), "output": str(target), "overwrite": True})
     with contextlib.redirect_stdout(sys.stderr):
         capture_cli.run(job)
     return read_capture(target)

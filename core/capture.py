@@ -16,7 +16,9 @@ See README "Capture file" for the full table.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from .keypoints import MANO_PARENTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS, ManoJoint
+from .npzread import ZIP_ERRORS, NpzMemberError, read_member
 
 FORMAT_NAME = "handcap.capture"
 FORMAT_VERSION = 2
@@ -35,14 +38,49 @@ SIDES = ("right", "left")
 #: replaces them by default and the overlay readout reports them apart.
 DOUBTFUL_CONFIDENCE = 0.3
 
+# Read-time limits (checked by ``Capture.validate``, so by the reader and the writer). Past them a file is no
+# capture HandCap made, and accepting it would only move the failure into the importer (Blender's frame,
+# resolution, pixel-aspect and lens-shift limits) or into an absurd allocation.
+MAX_FRAME = 1_048_574  # Blender's largest frame number (MAXFRAME)
+MAX_IMAGE_SIDE = 65_536  # Blender's largest render resolution
+MAX_FPS = 10_000.0
+FOCAL_RANGE = (1e-3, 1e3)  # fx, fy in image widths: fields of view of about 179.9 to 0.06 degrees
+MAX_PIXEL_ASPECT = 100.0  # fx / fy (Blender's pixel aspect goes to 200)
+MAX_SHIFT = 10.0  # principal point off centre, image widths (Blender's lens shift limit)
+BONE_LENGTH_M = (1e-3, 0.5)  # every rest bone, joint to parent: a hand's are 1-10 cm
+#: (low, high) of every value of a float field; fits stay far inside (|beta| <= ~5, offsets a few mm).
+FIELD_RANGES = {
+    "theta": (-1e3, 1e3),  # radians
+    "beta": (-100.0, 100.0),  # standard deviations of the shape space
+    "transl": (-1e3, 1e3),  # metres
+    "kp2d": (-1e6, 1e6),  # pixels
+    "kp3d": (-1e3, 1e3),  # metres
+    "frame_conf": (0.0, 1.0),
+    "kp_conf": (0.0, 1.0),
+    "rest_joints": (-1.0, 1.0),  # metres
+    "joint_offsets": (-0.1, 0.1),  # metres
+}
+MAX_META_BYTES = 16 << 20
+MAX_MEMBERS = 64
+
 
 class CaptureFormatError(ValueError):
     """A capture file (or a capture about to be written) is invalid."""
 
 
+class CaptureWriteError(CaptureFormatError):
+    """A valid capture could not be written (disk full, read-only or missing folder); an existing file at the
+    destination is unchanged and no temporary file is left."""
+
+
 @dataclass
 class CameraIntrinsics:
-    """Pinhole intrinsics in pixels for an image of ``width`` x ``height`` pixels."""
+    """Pinhole intrinsics in pixels for an image of ``width`` x ``height`` pixels.
+
+    ``source`` says how they were obtained: "given" (camera options, a Movie Clip's or tracked camera, an
+    annotated set's K), "estimated" (from the hands in the footage, ``inference.fitting.focal``), "default"
+    (nothing known), "" (not recorded: files written before the field existed).
+    """
 
     fx: float
     fy: float
@@ -50,6 +88,7 @@ class CameraIntrinsics:
     cy: float
     width: int
     height: int
+    source: str = ""
 
     @property
     def matrix(self) -> np.ndarray:
@@ -76,7 +115,9 @@ class CameraIntrinsics:
     def default(cls, width: int, height: int) -> CameraIntrinsics:
         """Documented default when nothing is known: a 55 degree horizontal field of view
         (typical of phone and webcam footage; a 36 mm-sensor 35 mm lens is 54.4 deg)."""
-        return cls.from_fov(width, height, 55.0)
+        k = cls.from_fov(width, height, 55.0)
+        k.source = "default"
+        return k
 
 
 def project_points(points: np.ndarray, K: np.ndarray) -> np.ndarray:
@@ -137,7 +178,8 @@ class HandTrack:
         if self.joint_offsets is None:
             self.joint_offsets = np.zeros((NUM_JOINTS, 3), np.float32)
 
-    def shapes(self, t: int) -> dict[str, tuple[int, ...]]:
+    @staticmethod
+    def shapes(t: int) -> dict[str, tuple[int, ...]]:
         return {
             "theta": (t, NUM_JOINTS, 3),
             "beta": (NUM_BETAS,),
@@ -181,30 +223,126 @@ class Capture:
         return int(len(self.frames))
 
     def validate(self) -> None:
-        """Raise CaptureFormatError naming the first problem found."""
-        t = self.num_frames
+        """Raise CaptureFormatError naming the first problem found: types, shapes, NaN/inf and the plausible
+        ranges above (everything the importer and the camera matching rely on)."""
         frames = np.asarray(self.frames)
         if frames.ndim != 1 or not np.issubdtype(frames.dtype, np.integer):
             raise CaptureFormatError(f"frames must be a 1-D integer array, got {frames.dtype} {frames.shape}")
-        if t and np.any(np.diff(frames) <= 0):
+        t = len(frames)
+        if t and (frames.min() < 0 or frames.max() > MAX_FRAME):
+            raise CaptureFormatError(f"frames must be 0..{MAX_FRAME}, got {frames.min()}..{frames.max()}")
+        if t and np.any(np.diff(frames.astype(np.int64)) <= 0):
             raise CaptureFormatError("frames must be strictly increasing")
-        if not np.isfinite(self.fps) or self.fps < 0:
-            raise CaptureFormatError(f"fps must be a finite number >= 0, got {self.fps}")
-        w, h = self.image_size
-        if w <= 0 or h <= 0:
-            raise CaptureFormatError(f"image size must be positive, got {w}x{h}")
-        k = self.intrinsics
-        if not all(np.isfinite([k.fx, k.fy, k.cx, k.cy])) or k.fx <= 0 or k.fy <= 0:
-            raise CaptureFormatError("camera intrinsics must be finite with positive focal lengths")
+        if not _is_number(self.fps) or not 0 <= self.fps <= MAX_FPS:
+            raise CaptureFormatError(f"fps must be a finite number 0..{MAX_FPS:g}, got {_short(self.fps)}")
+        size = self.image_size
+        if not (isinstance(size, tuple | list) and len(size) == 2 and all(_is_int(v) for v in size)):
+            raise CaptureFormatError(f"image size must be two integers (width, height), got {_short(size)}")
+        w, h = (int(v) for v in size)
+        if not (1 <= w <= MAX_IMAGE_SIDE and 1 <= h <= MAX_IMAGE_SIDE):
+            raise CaptureFormatError(f"image size must be positive and at most {MAX_IMAGE_SIDE} px a side, got {w}x{h}")
+        _check_intrinsics(self.intrinsics, w, h)
+        _check_text("source", self.source, empty_ok=True)
+        _check_text("hand_model", self.hand_model, empty_ok=False)
+        if not isinstance(self.info, dict):
+            raise CaptureFormatError(f"info must be a JSON object, got {type(self.info).__name__}")
+        if not isinstance(self.hands, dict):
+            raise CaptureFormatError(f"hands must be a dict side -> HandTrack, got {type(self.hands).__name__}")
         for side, track in self.hands.items():
-            if side not in SIDES or track.side != side:
-                raise CaptureFormatError(f"hand track key {side!r} / side {track.side!r} must be one of {SIDES}")
-            for name, shape in track.shapes(t).items():
-                arr = np.asarray(getattr(track, name))
-                if arr.shape != shape:
-                    raise CaptureFormatError(f"{side}.{name}: expected shape {shape}, got {arr.shape}")
-                if arr.dtype != np.bool_ and not np.all(np.isfinite(arr)):
-                    raise CaptureFormatError(f"{side}.{name}: contains NaN or inf")
+            _check_track(side, track, t)
+
+
+def _is_number(v) -> bool:
+    """A real, finite number that converts to a float (JSON integers may have any number of digits)."""
+    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+        return False
+    try:
+        return math.isfinite(float(v))
+    except OverflowError:
+        return False
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_text(name: str, value, empty_ok: bool) -> None:
+    if not isinstance(value, str) or (not value and not empty_ok):
+        raise CaptureFormatError(f"{name} must be a {'' if empty_ok else 'non-empty '}string, got {_short(value)}")
+    try:
+        value.encode("utf-8")  # a lone surrogate from JSON "\ud800" would fail in Blender
+    except UnicodeEncodeError:
+        raise CaptureFormatError(f"{name} is not valid text: {_short(value)}") from None
+    if "\x00" in value:
+        raise CaptureFormatError(f"{name} contains a NUL character: {_short(value)}")
+
+
+def _check_intrinsics(k: CameraIntrinsics, w: int, h: int) -> None:
+    values = [getattr(k, n, None) for n in ("fx", "fy", "cx", "cy")]
+    if not all(_is_number(v) for v in values):
+        raise CaptureFormatError(f"camera intrinsics must be finite numbers, got {_short(values)}")
+    fx, fy, cx, cy = (float(v) for v in values)
+    lo, hi = FOCAL_RANGE
+    if not (lo * w <= fx <= hi * w and lo * w <= fy <= hi * w):
+        raise CaptureFormatError(
+            f"camera intrinsics must be finite with positive focal lengths of {lo:g}..{hi:g} image widths, "
+            f"got fx {fx:.6g}, fy {fy:.6g} px for a width of {w} px"
+        )
+    if not 1 / MAX_PIXEL_ASPECT <= fx / fy <= MAX_PIXEL_ASPECT:
+        raise CaptureFormatError(f"camera pixel aspect fx / fy = {fx / fy:.6g} is outside 1/{MAX_PIXEL_ASPECT:g}..")
+    # the lens shifts camera_math gives Blender, in image widths
+    if abs(w / 2 - cx) > MAX_SHIFT * w or abs(cy - h / 2) * fx / fy > MAX_SHIFT * w:
+        raise CaptureFormatError(
+            f"principal point ({cx:.6g}, {cy:.6g}) px is more than {MAX_SHIFT:g} widths off centre"
+        )
+
+
+def _check_track(side, track, t: int) -> None:
+    if side not in SIDES or getattr(track, "side", None) != side:
+        raise CaptureFormatError(
+            f"hand track key {_short(side)} / side {_short(getattr(track, 'side', None))} must be one of {SIDES}"
+        )
+    for name, shape in HandTrack.shapes(t).items():
+        try:
+            arr = np.asarray(getattr(track, name))
+        except (ValueError, TypeError) as exc:
+            raise CaptureFormatError(f"{side}.{name}: not an array ({exc})") from None
+        if arr.shape != shape:
+            raise CaptureFormatError(f"{side}.{name}: expected shape {shape}, got {arr.shape}")
+        if name == "valid":
+            if arr.dtype != np.bool_:
+                raise CaptureFormatError(f"{side}.valid: expected bool, got {arr.dtype}")
+            continue
+        if arr.dtype.kind not in "fiu":
+            raise CaptureFormatError(f"{side}.{name}: expected float32 numbers, got {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise CaptureFormatError(f"{side}.{name}: contains NaN or inf")
+        lo, hi = FIELD_RANGES.get(name, (-np.inf, np.inf))
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            raise CaptureFormatError(
+                f"{side}.{name}: values {arr.min():.6g}..{arr.max():.6g} are outside {lo:g}..{hi:g}"
+            )
+    _check_skeleton(side, np.asarray(track.rest_joints, np.float64))
+
+
+def _check_skeleton(side: str, rest: np.ndarray) -> None:
+    """The rest joints must make a hand: bone lengths in range and a palm plane (the importer builds bones on it)."""
+    bones = np.linalg.norm(rest[1:] - rest[MANO_PARENTS[1:]], axis=-1)
+    lo, hi = BONE_LENGTH_M
+    if bones.min() < lo or bones.max() > hi:
+        raise CaptureFormatError(
+            f"{side}.rest_joints: bone lengths {bones.min() * 1e3:.4g}..{bones.max() * 1e3:.4g} mm, "
+            f"expected {lo * 1e3:g}..{hi * 1e3:g} mm (not a hand skeleton in metres)"
+        )
+    a = rest[ManoJoint.INDEX1] - rest[ManoJoint.WRIST]
+    b = rest[ManoJoint.PINKY1] - rest[ManoJoint.WRIST]
+    if np.linalg.norm(np.cross(a, b)) < 1e-3 * np.linalg.norm(a) * np.linalg.norm(b):
+        raise CaptureFormatError(f"{side}.rest_joints: wrist, index and little-finger knuckles are on one line")
 
 
 def write_capture(path: str | os.PathLike, capture: Capture) -> Path:
@@ -217,7 +355,10 @@ def write_capture(path: str | os.PathLike, capture: Capture) -> Path:
         "source": str(capture.source),
         "fps": float(capture.fps),
         "image_size": [int(v) for v in capture.image_size],
-        "intrinsics": {k: float(getattr(capture.intrinsics, k)) for k in ("fx", "fy", "cx", "cy")},
+        "intrinsics": {
+            **{k: float(getattr(capture.intrinsics, k)) for k in ("fx", "fy", "cx", "cy")},
+            **({"source": str(capture.intrinsics.source)} if capture.intrinsics.source else {}),
+        },
         "hand_model": capture.hand_model,
         "sides": sorted(capture.hands),
         "info": capture.info,
@@ -231,67 +372,144 @@ def write_capture(path: str | os.PathLike, capture: Capture) -> Path:
             dtype = np.bool_ if name == "valid" else np.float32
             arrays[f"{side}.{name}"] = np.asarray(getattr(track, name), dtype=dtype)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buf = io.BytesIO()
+    # In memory first: a write error inside savez would leave its ZipFile half-closed (an unraisable error later).
+    np.savez_compressed(buf, **arrays)
     try:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())  # a full disk shows here, before the rename, not later
         os.replace(tmp, path)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CaptureWriteError(f"{path}: cannot write the capture ({reason}); nothing there was changed") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder refuses even that: then no temporary file was made either
     return path
 
 
 def read_capture(path: str | os.PathLike) -> Capture:
-    """Read and validate a capture file; raises CaptureFormatError with the reason."""
+    """Read and validate a capture file; raises CaptureFormatError with the reason (one line, naming the member
+    or field). Sizes are checked from the .npy headers before anything is allocated."""
     path = Path(path)
     if not path.is_file():
         raise CaptureFormatError(f"{path}: no such capture file")
     if not zipfile.is_zipfile(path):
         raise CaptureFormatError(f"{path}: not an .npz archive, so not a capture file (truncated or corrupt?)")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        archive = zipfile.ZipFile(path)
+    except ZIP_ERRORS as exc:
         raise CaptureFormatError(f"{path}: not a readable capture file (truncated or corrupt: {exc})") from None
-    except ValueError as exc:  # numpy raises this for object arrays under allow_pickle=False
-        raise CaptureFormatError(f"{path}: refused to load ({exc})") from None
-    if "meta" not in data:
-        raise CaptureFormatError(f"{path}: no 'meta' entry; not a HandCap capture file")
+    with archive:
+        try:
+            return _read_archive(archive)
+        except (CaptureFormatError, NpzMemberError) as exc:
+            raise CaptureFormatError(f"{path}: {exc}") from None
+
+
+def _read_archive(z: zipfile.ZipFile) -> Capture:
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise CaptureFormatError(f"{len(infos)} members; a capture has at most {MAX_MEMBERS}")
+    names = [i.filename for i in infos]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CaptureFormatError(f"members {twice} appear more than once")
+    odd = [n for n in names if not n.endswith(".npy")]
+    if odd:
+        raise CaptureFormatError(f"members {odd[:4]} are not .npy arrays; not a HandCap capture file")
+    members = {i.filename.removesuffix(".npy"): i for i in infos}
+    if "meta" not in members:
+        raise CaptureFormatError("no 'meta' entry; not a HandCap capture file")
+    meta = _read_meta(z, members["meta"])
+    if "frames" not in members:
+        raise CaptureFormatError("no 'frames' entry")
+    frames = read_member(z, members["frames"], (None,), "iu", MAX_FRAME + 1)
+    if frames.size and (frames.min() < 0 or frames.max() > MAX_FRAME):
+        raise CaptureFormatError(f"frames must be 0..{MAX_FRAME}, got {frames.min()}..{frames.max()}")
+    sides = meta["sides"]
+    optional = {"joint_offsets"} if meta["version"] == 1 else set()
+    for side in sides:
+        missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in members and n not in optional]
+        if missing:
+            raise CaptureFormatError(f"hand {side!r} lacks arrays {missing}")
+    expected = {"meta", "frames"} | {f"{s}.{n}" for s in sides for n in HandTrack.FIELDS}
+    extra = sorted(set(members) - expected)
+    if extra:
+        raise CaptureFormatError(f"members {extra[:4]} do not belong to a capture of hands {sides}")
+    hands = {}
+    for side in sides:
+        arrays = {}
+        for name, shape in HandTrack.shapes(len(frames)).items():
+            info = members.get(f"{side}.{name}")
+            arrays[name] = None if info is None else _read_field(z, info, name, shape)
+        hands[side] = HandTrack(side=side, **arrays)
+    w, h = meta["image_size"]
+    k = meta["intrinsics"]
+    cap = Capture(
+        source=meta["source"],
+        frames=frames.astype(np.int64),
+        fps=float(meta["fps"]),
+        image_size=(w, h),
+        intrinsics=CameraIntrinsics(
+            *(float(k[n]) for n in ("fx", "fy", "cx", "cy")),
+            w,
+            h,
+            k["source"] if isinstance(k.get("source"), str) else "",
+        ),
+        hand_model=meta["hand_model"],
+        hands=hands,
+        info=meta.get("info", {}),
+    )
+    cap.validate()
+    return cap
+
+
+def _read_field(z: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if name != "valid":
+        return read_member(z, info, shape, "f").astype(np.float32)
+    arr = read_member(z, info, shape, "b")
+    if np.any(arr.view(np.uint8) > 1):
+        raise CaptureFormatError(f"{info.filename.removesuffix('.npy')}: bool bytes other than 0 and 1")
+    return arr
+
+
+def _read_meta(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> dict:
+    """The metadata, its fields type-checked (ranges are ``Capture.validate``'s)."""
+    raw = read_member(z, info, (None,), "u", MAX_META_BYTES, itemsize=1)
     try:
-        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CaptureFormatError(f"{path}: metadata is not valid JSON ({exc})") from None
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CaptureFormatError(f"metadata is not valid JSON ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not isinstance(meta, dict):
+        raise CaptureFormatError(f"metadata is a JSON {type(meta).__name__}, not an object")
     if meta.get("format") != FORMAT_NAME:
-        raise CaptureFormatError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    if meta.get("version") not in READABLE_VERSIONS:
+        raise CaptureFormatError(f"format is {_short(meta.get('format'))}, expected {FORMAT_NAME!r}")
+    version = meta.get("version")
+    if type(version) is not int or version not in READABLE_VERSIONS:
         raise CaptureFormatError(
-            f"{path}: capture format version {meta.get('version')!r} is not supported"
+            f"capture format version {_short(version)} is not supported"
             f" (this HandCap reads versions {', '.join(map(str, READABLE_VERSIONS))})"
         )
-    optional = {"joint_offsets"} if meta.get("version") == 1 else set()
-    try:
-        w, h = meta["image_size"]
-        k = meta["intrinsics"]
-        hands = {}
-        for side in meta["sides"]:
-            missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in data and n not in optional]
-            if missing:
-                raise CaptureFormatError(f"{path}: hand {side!r} lacks arrays {missing}")
-            hands[side] = HandTrack(side=side, **{n: data.get(f"{side}.{n}") for n in HandTrack.FIELDS})
-        cap = Capture(
-            source=meta["source"],
-            frames=data["frames"],
-            fps=float(meta["fps"]),
-            image_size=(int(w), int(h)),
-            intrinsics=CameraIntrinsics(k["fx"], k["fy"], k["cx"], k["cy"], int(w), int(h)),
-            hand_model=meta["hand_model"],
-            hands=hands,
-            info=meta.get("info", {}),
-        )
-    except (KeyError, TypeError) as exc:
-        raise CaptureFormatError(f"{path}: metadata lacks or mangles field {exc}") from None
-    try:
-        cap.validate()
-    except CaptureFormatError as exc:
-        raise CaptureFormatError(f"{path}: {exc}") from None
-    return cap
+
+    def need(key: str, ok, what: str):
+        if key not in meta:
+            raise CaptureFormatError(f"metadata lacks field {key!r}")
+        if not ok(meta[key]):
+            raise CaptureFormatError(f"metadata field {key!r} must be {what}, got {_short(meta[key])}")
+
+    need("source", lambda v: isinstance(v, str), "a string")
+    need("fps", _is_number, "a finite number")
+    need("image_size", lambda v: isinstance(v, list) and len(v) == 2 and all(map(_is_int, v)), "[width, height]")
+    need("hand_model", lambda v: isinstance(v, str), "a string")
+    need("intrinsics", lambda v: isinstance(v, dict) and all(_is_number(v.get(n)) for n in ("fx", "fy", "cx", "cy")),
+         "{fx, fy, cx, cy} numbers")  # fmt: skip
+    need("sides", lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v) and len(set(v)) == len(v),
+         "a list of distinct side names")  # fmt: skip
+    if not isinstance(meta.get("info", {}), dict):
+        raise CaptureFormatError(f"metadata field 'info' must be an object, got {_short(meta['info'])}")
+    return meta

@@ -10,8 +10,8 @@ ship with HandCap; users save their own). Two JSON forms exist:
 * explicit form: ``"pairs": [{"side": "right", "key": "index.01", "target": "..."}, ...]``
   (what ``save_preset`` writes for a hand-edited mapping).
 
-``suggest_mapping`` picks the preset that fits a rig best, else guesses from bone names
-(side words, finger words, segment numbers, the hierarchy) for any armature.
+``retarget_suggest.suggest_mapping`` picks the preset that fits a rig best, else guesses from bone names
+(``retarget_guess``: side words, finger words, segment numbers, the hierarchy) for any armature.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ SIDES = ("right", "left")
 
 #: Side-less keys of HandCap's 16 joint bones: the hand, then 3 segments per finger (thumb first).
 SOURCE_KEYS = ("hand",) + tuple(f"{finger}.{k:02d}" for finger in FINGERS for k in (1, 2, 3))
-#: Coverage a preset needs before ``suggest_mapping`` prefers it over name guessing.
-PRESET_MIN_COVERAGE = 0.75
 
 
 class MappingError(ValueError):
@@ -304,58 +302,3 @@ def preset_from_mapping(mapping: BoneMapping, preset_id: str, name: str = "", de
     for p in mapping.pairs:
         pairs.setdefault(p.side, {})[p.key] = p.target
     return RetargetPreset(preset_id, name or preset_id, description, pairs)
-
-
-# --------------------------------------------------------------------------- suggestions
-
-
-@dataclass
-class Suggestion:
-    """A proposed mapping for a rig.
-
-    Attributes:
-        mapping: the pairs found.
-        source: "preset:<id>" or "names" (guessed from bone names).
-        missing: HandCap bone names that found no target bone.
-    """
-
-    mapping: BoneMapping
-    source: str
-    missing: list[str]
-
-    @property
-    def coverage(self) -> float:
-        total = len(self.mapping) + len(self.missing)
-        return len(self.mapping) / total if total else 0.0
-
-
-def suggest_mapping(
-    target_bones: Sequence[str] | Mapping[str, str | None],
-    sides: Sequence[str] = SIDES,
-    presets: Mapping[str, RetargetPreset] | None = None,
-) -> Suggestion:
-    """The best mapping for a rig: the preset covering the most bones (at least ``PRESET_MIN_COVERAGE``
-    of one hand's 16), else a name-pattern guess. Raises MappingError when the rig has no hand or finger bones."""
-    names = list(target_bones)
-    presets = builtin_presets() if presets is None else presets
-    best: tuple[int, str] | None = None
-    best_mapping = None
-    for pid, preset in sorted(presets.items()):
-        mapping, _ = preset.resolve(names, sides)
-        if best is None or len(mapping) > best[0]:
-            best, best_mapping = (len(mapping), pid), mapping
-    # A one-handed rig (or one side asked for) is judged on its best side.
-    per_side = max((sum(p.side == s for p in best_mapping.pairs) for s in sides), default=0) if best_mapping else 0
-    if best is not None and per_side >= PRESET_MIN_COVERAGE * len(SOURCE_KEYS):
-        have = set(best_mapping.as_dict())
-        missing = [source_bone(k, s) for s in sides for k in SOURCE_KEYS if source_bone(k, s) not in have]
-        return Suggestion(best_mapping, f"preset:{best[1]}", missing)
-    from .retarget_guess import guess_mapping  # it builds on this module's types
-
-    mapping, missing = guess_mapping(target_bones, sides)
-    if not mapping.pairs:
-        raise MappingError(
-            "found no hand or finger bones by name (looked for hand/wrist and thumb/index/middle/ring/pinky "
-            "bones with a left/right marker); map the bones by hand or pick a preset"
-        )
-    return Suggestion(mapping, "names", missing)

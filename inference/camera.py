@@ -1,8 +1,10 @@
 """Camera intrinsics for a capture from what the user knows about the camera.
 
 Exactly one of: focal length and sensor width in millimetres, focal length in pixels, horizontal field
-of view in degrees; nothing gives the documented default (``CameraIntrinsics.default``: 55 degrees). The
-principal point is the image centre unless given. Square pixels (fx = fy).
+of view in degrees (``source`` "given"). Without any, a capture estimates the focal length from the hands in
+the footage (``intrinsics_for_capture``, ``fitting.focal``; ``source`` "estimated"), and only when no frame
+allows that falls back to ``CameraIntrinsics.default`` (55 degrees, ``source`` "default"). The principal
+point is the image centre unless given. Square pixels (fx = fy).
 """
 
 from __future__ import annotations
@@ -62,10 +64,44 @@ def intrinsics_from_options(
         if not (math.isfinite(cx) and math.isfinite(cy)):
             raise CameraOptionsError(f"principal point must be finite, got {principal}")
         k.cx, k.cy = cx, cy
+    if given:
+        k.source = "given"
     return k
+
+
+def intrinsics_for_capture(
+    width: int,
+    height: int,
+    observations,
+    focal_mm: float | None = None,
+    sensor_mm: float | None = None,
+    focal_px: float | None = None,
+    fov_deg: float | None = None,
+    principal: tuple[float, float] | None = None,
+) -> tuple[CameraIntrinsics, dict]:
+    """The camera of a capture and what the capture's info says about it (``info["camera"]``).
+
+    A camera option (see ``intrinsics_from_options``) wins; otherwise the focal length is estimated from the
+    hand observations (``fitting.HandObservations`` of every track) with its uncertainty; the default only
+    when no frame has a hand to estimate from."""
+    k = intrinsics_from_options(width, height, focal_mm, sensor_mm, focal_px, fov_deg, principal)
+    if k.source != "given":
+        from .fitting.focal import estimate_focal
+
+        est = estimate_focal(observations, (width, height), principal)
+        if est is not None:
+            k.fx = k.fy = est.focal_px
+            k.source = "estimated"
+            return k, {"source": k.source, **est.to_json()}
+    return k, {"source": k.source, "focal_px": round(k.fx, 2), "fov_deg": round(fov_of(k), 2)}
+
+
+def fov_of(k: CameraIntrinsics) -> float:
+    """Horizontal field of view in degrees."""
+    return math.degrees(2 * math.atan(0.5 * k.width / k.fx))
 
 
 def describe(k: CameraIntrinsics) -> str:
     """One line for the terminal: focal length in pixels and the horizontal field of view."""
-    fov = math.degrees(2 * math.atan(0.5 * k.width / k.fx))
-    return f"f = {k.fx:.1f} px ({fov:.1f} deg horizontal), principal point ({k.cx:.1f}, {k.cy:.1f})"
+    how = f", {k.source}" if k.source else ""
+    return f"f = {k.fx:.1f} px ({fov_of(k):.1f} deg horizontal{how}), principal point ({k.cx:.1f}, {k.cy:.1f})"

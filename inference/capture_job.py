@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from ..core.capture import CameraIntrinsics, Capture, HandTrack
 from ..core.keypoints import NUM_KEYPOINTS
-from .camera import intrinsics_from_options
+from .camera import fov_of, intrinsics_for_capture
 from .fitting.fit import FitOptions, FitReport, HandFit, fit_hands
 from .fitting.tracks import TrackSet, build_tracks
 
@@ -40,6 +40,9 @@ class CaptureOptions:
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
         model: hand model, "builtin" or "mano"; mano_dir: folder with MANO_RIGHT.pkl / MANO_LEFT.pkl.
         mirrored: the footage is a mirrored selfie view (swaps the detected sides).
+        min_confidence: a hand track is dropped (with a warning) when even its best frame's confidence
+            (landmark presence x handedness agreement, 0..1) is below this. Real hands score above 0.9 on the
+            shared photos; a crop that reads as the other hand's duplicate scores about 0.04.
         fit: weights and iteration budget of the fit.
     """
 
@@ -56,6 +59,7 @@ class CaptureOptions:
     model: str = "builtin"
     mano_dir: str | None = None
     mirrored: bool = False
+    min_confidence: float = 0.2
     fit: FitOptions = field(default_factory=FitOptions)
 
     def validate(self) -> None:
@@ -65,6 +69,8 @@ class CaptureOptions:
             raise CaptureJobError(f"stride must be a positive integer, got {self.stride!r}")
         if self.model not in ("builtin", "mano"):
             raise CaptureJobError(f"model must be 'builtin' or 'mano', got {self.model!r}")
+        if not (isinstance(self.min_confidence, int | float) and 0.0 <= self.min_confidence <= 1.0):
+            raise CaptureJobError(f"min_confidence must be between 0 and 1, got {self.min_confidence!r}")
         if self.model == "mano" and not self.mano_dir:
             raise CaptureJobError("the MANO model needs the folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (--mano-dir)")
 
@@ -127,7 +133,10 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
     start = time.perf_counter()
     models = load_models(options, device)
     frames = None if options.frames is None else slice(*options.frames)
-    source = open_source(options.source, frames=frames, stride=options.stride)
+    notes = []
+    if is_photo(options.source) and (frames is not None or options.stride != 1):
+        frames, notes = None, [PHOTO_RANGE_NOTE]  # a batch of videos and photos shares one --frames
+    source = open_source(options.source, frames=frames, stride=options.stride if not notes else 1)
     if landmarker is None:
         landmarker = HandLandmarker(
             LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored)
@@ -137,11 +146,53 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
     cb = None if progress is None else (lambda done, total: progress("landmarks", done, total))
     results = landmarker.process_source(source, progress=cb)
     seconds["landmarks"] = time.perf_counter() - start
+    notes += _read_notes(source, len(results))
     out = capture_from_landmarks(
-        results, str(options.source), source.fps, source.size, options, progress=progress, models=models
+        results, _absolute(options.source), source.fps, source.size, options, progress=progress, models=models
     )
     out.seconds = {**seconds, **out.seconds}
+    out.warnings[:0] = notes
+    out.capture.info["warnings"][:0] = notes
     return out
+
+
+PHOTO_RANGE_NOTE = "a frame range and stride apply to videos only: a photo is its one frame"
+
+
+def is_photo(source) -> bool:
+    """A single image file (frame ranges and strides do not apply to it)."""
+    from pathlib import Path
+
+    from .sources import IMAGE_EXTS
+
+    return isinstance(source, str) and Path(source).suffix.lower() in IMAGE_EXTS and Path(source).is_file()
+
+
+def _absolute(source) -> str:
+    """The source as an absolute path, so the capture finds its footage from any folder."""
+    import os
+
+    return os.path.abspath(source) if isinstance(source, str | os.PathLike) else str(source)
+
+
+def _read_notes(source, n_read: int) -> list[str]:
+    """Say how many of the selected frames could be read, and why the others could not."""
+    from .fitting.tracks import NoHandError
+
+    wanted = len(source)
+    notes = [f"skipped {p.name}: {why}" for p, why in getattr(source, "skipped", ())]
+    if n_read >= wanted:
+        return notes
+    ended = getattr(source, "decoded_until", None)
+    why = (
+        f"the video ends after frame {ended - 1} although it reports {source.total_frames} frames (truncated or "
+        "damaged file)"
+        if ended is not None
+        else "the others could not be read"
+    )
+    if n_read == 0:
+        raise NoHandError(f"read 0 of the {wanted} selected frame(s): {why}")
+    return [f"read {n_read} of the {wanted} selected frame(s): {why}", *notes]
 
 
 def _dt_scale(frames: np.ndarray, fps: float) -> float:
@@ -170,10 +221,14 @@ def capture_from_landmarks(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     tracks = build_tracks(results, options.hands)
+    _drop_unsure_hands(tracks, options.min_confidence)
     w, h = (int(v) for v in image_size)
-    k = intrinsics or intrinsics_from_options(
-        w, h, options.focal_mm, options.sensor_mm, options.focal_px, options.fov_deg, options.principal
-    )
+    if intrinsics is not None:  # a known camera (an annotated set's K, a tracked camera) is given
+        k = replace(intrinsics, source=intrinsics.source or "given")
+        camera_info = {"source": k.source, "focal_px": round(k.fx, 2), "fov_deg": round(fov_of(k), 2)}
+    else:  # camera options, else the focal length estimated from the hands (issue 16), else the default
+        cam = (options.focal_mm, options.sensor_mm, options.focal_px, options.fov_deg, options.principal)
+        k, camera_info = intrinsics_for_capture(w, h, [t.observations() for t in tracks.hands], *cam)
     if models is None:
         models = load_models(options, device)
     fit_options = options.fit
@@ -205,11 +260,36 @@ def capture_from_landmarks(
             "seconds": _rounded(report.seconds),
             "loss": _rounded(report.loss, 6),
             "iterations": report.iterations,
+            "two_hands": report.two_hands,
         },
+        "camera": camera_info,
         "options": options.to_json(),
         "warnings": list(tracks.warnings),
     }
     return CaptureResult(capture, list(tracks.warnings), report, seconds)
+
+
+def _drop_unsure_hands(tracks: TrackSet, min_confidence: float) -> None:
+    """Remove hand tracks whose best frame is below ``min_confidence`` (a warning says so)."""
+    from .fitting.tracks import NoHandError
+
+    kept = []
+    for hand in tracks.hands:
+        best = float(np.max(hand.frame_conf, initial=0.0))
+        if best < min_confidence:
+            tracks.warnings.append(
+                f"{hand.side} hand dropped: confidence {best:.2f} is below the minimum {min_confidence:g} "
+                "(--min-confidence)"
+            )
+        else:
+            kept.append(hand)
+    if not kept:
+        raise NoHandError(
+            f"no hand above the minimum confidence {min_confidence:g} ("
+            + ", ".join(f"{h.side} {float(np.max(h.frame_conf, initial=0.0)):.2f}" for h in tracks.hands)
+            + "); lower --min-confidence to keep it"
+        )
+    tracks.hands = kept
 
 
 def _rounded(d: dict[str, float], digits: int = 4) -> dict[str, float]:

@@ -91,10 +91,13 @@ def _select(total: int, frames: slice | range | None, stride: int, what: str) ->
     step = 1 if frames.step is None else frames.step
     if step < 1:
         raise SourceError(f"{what}: frame ranges must go forward (step >= 1), got step {step}")
+    if (frames.start or 0) < 0 or (frames.stop or 0) < 0:
+        # Python's count-from-the-end would silently pick other frames than the user's numbers say
+        raise SourceError(
+            f"{what}: frame numbers count from 0; negative frames ({frames.start}:{frames.stop}) are refused"
+        )
     start = 0 if frames.start is None else frames.start
     stop = total if frames.stop is None else frames.stop
-    start = start + total if start < 0 else start
-    stop = stop + total if stop < 0 else stop
     if not 0 <= start < total or not start < stop <= total:
         raise SourceError(
             f"{what}: frames {frames.start}:{frames.stop} are outside the source's {total} frames (0..{total - 1})"
@@ -193,7 +196,15 @@ class SequenceSource(FrameSource):
             raise SourceError(f"{pattern}: no image files match")
         self.files = list(files)
         indices = _select(len(self.files), frames, stride, pattern)
-        first = read_image(self.files[indices[0]])
+        first = None
+        for i in indices:  # the size comes from the first image that can be read (damaged ones are skipped)
+            try:
+                first = read_image(self.files[i])
+                break
+            except SourceError as exc:
+                error = exc
+        if first is None:
+            raise SourceError(f"{pattern}: none of the {len(indices)} selected images can be read ({error})")
         super().__init__(
             pattern,
             DEFAULT_SEQUENCE_FPS if fps is None else fps,
@@ -203,8 +214,14 @@ class SequenceSource(FrameSource):
         )
 
     def __iter__(self):
+        self.skipped: list[tuple[Path, str]] = []
         for i in self.indices:
-            rgb = read_image(self.files[i])
+            try:
+                rgb = read_image(self.files[i])
+            except SourceError as exc:
+                # one damaged photo must not cost the others: skipped, and the capture's warnings say so
+                self.skipped.append((self.files[i], str(exc).split(": ", 1)[-1]))
+                continue
             if (rgb.shape[1], rgb.shape[0]) != self.size:
                 w, h = self.size
                 raise SourceError(
@@ -240,6 +257,7 @@ class VideoSource(FrameSource):
         super().__init__(str(path), fps, (bgr.shape[1], bgr.shape[0]), total, _select(total, frames, stride, str(path)))
 
     def __iter__(self):
+        self.decoded_until = None  # set to the frames actually decodable when the file ends early
         cap = cv2.VideoCapture(self.path)
         try:
             pos = 0
@@ -255,10 +273,12 @@ class VideoSource(FrameSource):
             for i in self.indices:
                 while pos < i:
                     if not cap.grab():
-                        return  # container over-reported its length: stop at the real end
+                        self.decoded_until = pos  # container over-reported its length: stop at the real end
+                        return
                     pos += 1
                 ok, bgr = cap.read()
                 if not ok:
+                    self.decoded_until = pos
                     return
                 pos += 1
                 yield i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -341,3 +361,119 @@ def open_source(src, frames: slice | range | None = None, stride: int = 1, fps: 
         return VideoSource(path, frames, stride)
     except SourceError:
         raise SourceError(f"{path}: neither an image nor a video HandCap can read") from None
+
+
+# --------------------------------------------------------------------------- live sources (live preview)
+
+
+class LiveSource:
+    """Frames as a camera delivers them: ``read()`` -> ``(frame_index, rgb, t_read)`` or None at the end.
+
+    ``CameraSource`` opens a device by index (``0``, ``"0"``) or a stream / file path with
+    ``cv2.VideoCapture``; ``VirtualCamera`` plays a video file at its own frame rate, so a consumer that
+    is slower than the camera misses frames exactly as it would with a real one. ``t_read`` is
+    ``time.monotonic()`` when the frame was handed over; frame indices count from the start.
+    """
+
+    def __init__(self, path: str, fps: float, size: tuple[int, int]):
+        self.path = path
+        self.fps = float(fps)
+        self.size = (int(size[0]), int(size[1]))
+        self.dropped = 0
+
+    def read(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class CameraSource(LiveSource):
+    """A camera device (index) or stream/file (path) read as fast as it delivers (fps as it reports)."""
+
+    def __init__(self, device: int | str):
+        spec = int(device) if isinstance(device, int) or str(device).isdigit() else str(device)
+        self._cap = cv2.VideoCapture(spec)
+        if not self._cap.isOpened():
+            raise SourceError(f"camera {spec!r}: cannot be opened (no such device, or in use by another program)")
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            self._cap.release()
+            raise SourceError(f"camera {spec!r}: opened but delivers no frames")
+        self._first = bgr
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        super().__init__(str(spec), fps if np.isfinite(fps) and fps > 0 else 30.0, (bgr.shape[1], bgr.shape[0]))
+        self._index = 0
+
+    def read(self):
+        import time
+
+        if self._first is not None:
+            bgr, self._first = self._first, None
+        else:
+            ok, bgr = self._cap.read()
+            if not ok or bgr is None:
+                return None
+        i, self._index = self._index, self._index + 1
+        return i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic()
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class VirtualCamera(LiveSource):
+    """A video file played in real time at its own frame rate: ``read()`` waits until the next frame is
+    due and skips the frames whose time has passed (counted in ``dropped``; grabbed, not decoded, as a
+    camera's missed frames cost nothing). ``clock`` / ``sleep`` are injectable for tests; ``max_frames``
+    ends the stream early."""
+
+    def __init__(self, path, clock=None, sleep=None, max_frames: int | None = None):
+        import time
+
+        video = VideoSource(Path(path))  # checks the file and reads fps, size and length
+        if video.fps <= 0:
+            raise SourceError(f"{path}: the video reports no frame rate; it cannot be played in real time")
+        super().__init__(str(path), video.fps, video.size)
+        self._clock = clock or time.monotonic
+        self._sleep = sleep or time.sleep
+        self._cap = cv2.VideoCapture(str(path))
+        self._pos = 0  # index of the next frame the decoder delivers
+        self._last = -1
+        self._t0 = None
+        self._end = video.total_frames if max_frames is None else min(max_frames, video.total_frames)
+
+    def read(self):
+        now = self._clock()
+        if self._t0 is None:
+            self._t0 = now
+        due = max(self._last + 1, int((now - self._t0) * self.fps + 1e-6))  # the frame the camera shows now
+        if due >= self._end:
+            return None
+        wait = self._t0 + due / self.fps - now
+        if wait > 0:
+            self._sleep(wait)
+        while self._pos < due:
+            if not self._cap.grab():
+                return None
+            self._pos += 1
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            return None
+        self._pos += 1
+        self.dropped += due - self._last - 1
+        self._last = due
+        return due, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self._clock()
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+def open_live(spec, virtual: bool = False, **kwargs) -> LiveSource:
+    """A camera by index or path, or with ``virtual`` a video file played at its own frame rate."""
+    return VirtualCamera(spec, **kwargs) if virtual else CameraSource(spec)

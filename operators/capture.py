@@ -25,8 +25,10 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
+from ..builders import capture_store
 from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
 from ..builders.smooth import smooth_new_hands
+from ..core import naming
 from ..preferences import ADDON_ID, get_prefs
 from . import interpreter as interp
 from .worker import CaptureJob, CaptureRequest, WorkerError, format_seconds
@@ -88,6 +90,8 @@ class CaptureRun:
     ``poll()`` follows the worker; ``finish(context)`` hands a successful capture file to ``apply``
     (default: ``import_capture`` with ``options``) or raises ``WorkerError`` with the reason, having created
     nothing; ``cancel()`` stops the worker. The temporary capture file (and ``temp_files``) are always removed.
+    With ``keep`` the capture is first copied to its lasting place (``builders.capture_store``: beside the saved
+    .blend, else the extension's user folder) and ``apply`` gets that copy, so the hands can find it later.
     """
 
     def __init__(
@@ -97,10 +101,12 @@ class CaptureRun:
         options: ImportOptions | None = None,
         apply: Callable | None = None,
         temp_files: tuple[Path, ...] = (),
+        keep: bool = False,
     ):
         self.options = options or ImportOptions()
         self.apply = apply or (lambda context, path: import_capture(context, str(path), self.options))
         self.temp_files = temp_files
+        self.keep = keep
         log = user_path("logs", create=True) / "last_capture.log"
         log.unlink(missing_ok=True)
         self.log_path = log
@@ -135,7 +141,19 @@ class CaptureRun:
         try:
             if self.job.state != CaptureJob.FINISHED:
                 raise WorkerError(self.job.error or f"the capture did not finish ({self.job.state.lower()})")
-            return self.apply(context, self.job.output)
+            if not self.keep:
+                return self.apply(context, self.job.output)
+            try:
+                stem = naming.clip_stem(str(self.job.request.source))
+                kept, created = capture_store.keep_capture(self.job.output, stem, user_path("captures", create=True))
+            except capture_store.CaptureStoreError as exc:
+                raise WorkerError(str(exc)) from None
+            try:
+                return self.apply(context, kept)
+            except Exception:
+                if created:
+                    Path(kept).unlink(missing_ok=True)  # nothing was imported: leave no orphan copy
+                raise
         finally:
             self.job.cleanup()
             self._remove_temp()
@@ -346,11 +364,12 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
     camera: EnumProperty(
         name="Lens",
         items=(
-            ("PREFS", "Default", "The default field of view from HandCap's preferences"),
+            ("AUTO", "From the Footage", "Focal length estimated from the hands' size and shape over the clip"),
             ("CLIP", "Clip Camera", "Focal length and sensor width of the Movie Clip's tracking camera"),
             ("FOV", "Field of View", "A horizontal field of view you know"),
+            ("PREFS", "Preferences", "The field of view set in HandCap's preferences"),
         ),
-        default="PREFS",
+        default="AUTO",
     )
     fov: FloatProperty(name="Field of View", default=55.0, min=1.0, max=179.0, description="Horizontal, degrees")
     with_mesh: BoolProperty(name="Hand Mesh", description="Add the skinned hand mesh", default=True)
@@ -397,13 +416,14 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
                 raise CaptureInputError("'Clip Camera' needs the Active Movie Clip as footage")
             cam = clip.tracking.camera
             request.focal_mm, request.sensor_mm = cam.focal_length, cam.sensor_width
-        else:
+        elif self.camera == "PREFS":
             request.fov_deg = get_prefs(context).default_fov
+        # AUTO: no camera option, so the capture estimates the focal length (its info says how well)
         apply_preferences(context, request)
         options = ImportOptions(
             frame_offset=footage.zero_frame, with_mesh=self.with_mesh, set_scene_timing=self.set_scene_timing
         )
-        return CaptureRun(request, resolve_interpreter(context), options)
+        return CaptureRun(request, resolve_interpreter(context), options, keep=True)
 
     def done(self, context, result: ImportResult) -> set[str]:
         for warning in result.warnings:

@@ -22,7 +22,6 @@ from ..builders import convention, rig
 from ..builders.importer import CaptureImportError, ImportOptions, import_capture
 from ..core import naming
 from ..core.capture import CaptureFormatError, HandTrack, read_capture
-from ..preferences import get_prefs
 from .capture import CaptureInputError, CaptureRun, WorkerOperator, apply_preferences, resolve_interpreter
 from .worker import CaptureRequest
 
@@ -154,7 +153,7 @@ class HANDCAP_OT_pose_photo(WorkerOperator, bpy.types.Operator):
             path = bpy.path.abspath(self.filepath)
             if not path or not os.path.isfile(path):
                 raise CaptureInputError(f"{path or 'no file chosen'}: no such photo")
-        request = CaptureRequest(path, hands=int(self.hands), fov_deg=get_prefs(context).default_fov)
+        request = CaptureRequest(path, hands=int(self.hands))  # the focal length is estimated from the hands
         try:
             apply_preferences(context, request)
         except CaptureInputError:

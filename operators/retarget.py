@@ -24,6 +24,7 @@ from bpy.props import (
 from ..builders.retarget import RetargetError, RetargetOptions, retarget
 from ..core import retarget_map as rm
 from ..core.naming import PROP_PREFIX
+from ..core.retarget_suggest import suggest_mapping
 from ..preferences import ADDON_ID
 
 
@@ -168,7 +169,7 @@ class HANDCAP_OT_suggest_mapping(bpy.types.Operator):
             return {"CANCELLED"}
         fill_sources(context, props)
         try:
-            suggestion = rm.suggest_mapping(_target_bones(props.target), presets=all_presets())
+            suggestion = suggest_mapping(_target_bones(props.target), presets=all_presets())
         except rm.MappingError as exc:
             self.report({"ERROR"}, f"{props.target.name}: {exc}")
             return {"CANCELLED"}

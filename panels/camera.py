@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import bpy
 
-from ..builders.camera import background_clip, camera_space_of
+from ..builders.camera import P, background_clip, camera_space_of
 from .main import HandCapSubPanel
 
 
@@ -28,6 +30,7 @@ class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
             col.label(text=f"Camera: {cam.name}", icon="CAMERA_DATA")
             col.label(text=f"Footage: {clip.name if clip else 'none'}", icon="FILE_MOVIE" if clip else "ERROR")
         layout.operator("handcap.match_camera", text="Match Camera" if cam is None else "Re-match Camera")
+        _draw_lens(layout, space)
 
         layout.use_property_split = True
         layout.use_property_decorate = False
@@ -54,6 +57,19 @@ class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
         row = layout.row()
         row.enabled = cam is not None
         row.operator("handcap.render_overlay", icon="RENDER_ANIMATION")
+
+
+_HOW = {"given": "given", "estimated": "estimated from the hands", "default": "default guess"}
+
+
+def _draw_lens(layout, space) -> None:
+    """The capture's focal length and how it was obtained (``CameraIntrinsics.source``, issue 16)."""
+    intr, size = space.get(P + "intrinsics"), space.get(P + "image_size")
+    if intr is None or size is None or float(intr[0]) <= 0:
+        return
+    fov = math.degrees(2 * math.atan(0.5 * float(size[0]) / float(intr[0])))
+    how = _HOW.get(str(space.get(P + "intrinsics_source", "")), "source not recorded")
+    layout.label(text=f"Capture lens: {float(intr[0]):.0f} px, {fov:.1f} deg horizontal ({how})", icon="VIEW_CAMERA")
 
 
 CLASSES = (HANDCAP_PT_camera,)

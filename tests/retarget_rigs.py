@@ -277,9 +277,9 @@ def rotation_angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def bone_key_counts(obj) -> dict[str, int]:
     """Pose bone -> number of keys on its rotation F-curves (first component) in the assigned action."""
-    from bpy_extras.anim_utils import animdata_get_channelbag_for_assigned_slot
+    from .conftest import installed
 
-    bag = animdata_get_channelbag_for_assigned_slot(obj.animation_data)
+    bag = installed("builders.compat").assigned_channelbag(obj)
     out = {}
     for fc in bag.fcurves if bag is not None else ():
         if fc.data_path.startswith("pose.bones[") and ".rotation_" in fc.data_path and fc.array_index == 0:

@@ -50,7 +50,9 @@ def test_two_videos_and_a_non_video_give_two_outputs_one_error_exit_1(tmp_path):
     out = tmp_path / "out"
     code, stdout, stderr = _convert(*videos, notes, "-o", out, "--format", "blend", "--frames", "30:33", "--no-mesh")
     assert code == 1, stdout + stderr
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{v.stem}.blend" for v in videos), stdout + stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{v.stem}.blend" for v in videos] + ["handcap"])
+    # each .blend's capture lasts beside it, for the overlay readouts
+    assert sorted(p.name for p in (out / "handcap").iterdir()) == sorted(f"{v.stem}.npz" for v in videos)
     assert "[3/3] notes.txt: FAILED: not a video, photo or HandCap capture (.npz)" in stdout
     assert "converted 2 of 3 inputs" in stdout and "ETA" in stdout
     assert stdout.count("FAILED") == 1
@@ -102,7 +104,7 @@ def test_blender_command_retargets_onto_a_rig_file(hc, captures, tmp_path):
     cli = hc.mod("blender_cli")  # the function ``blender -b -c handcap`` calls
     args = ["convert", str(captures), "-o", str(out), "--format", "blend", "--retarget", str(rig_file)]
     assert cli.main(args + ["--mapping", "mixamo"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["clip.blend", "photo.blend"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.blend", "handcap", "photo.blend"]
     bpy.ops.wm.open_mainfile(filepath=str(out / "clip.blend"))
     rig = bpy.data.objects[rig_name]
     assert rig.animation_data.action.name.startswith(f"HC_{rig_name}_retarget")

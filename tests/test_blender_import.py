@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from .conftest import installed
+
 pytestmark = pytest.mark.blender
 
 T = 30
@@ -90,8 +92,8 @@ def apply(m, pts):
 
 
 def fcurves(action):
-    """F-curves of a single-slot HandCap action (layer 0, strip 0, channelbag 0)."""
-    return action.layers[0].strips[0].channelbags[0].fcurves
+    """F-curves of a single-slot HandCap action (in Blender 4.4+ layer 0, strip 0, channelbag 0)."""
+    return installed("builders.compat").all_fcurves(action)
 
 
 def datablock_counts(bpy):
@@ -160,7 +162,8 @@ def test_keys_only_on_valid_frames_and_visibility_marks_gaps(hc, tmp_path):
     arm = bpy.data.objects[result.armatures["right"]]
     action = bpy.data.actions[result.actions["right"]]
     assert arm.animation_data.action == action
-    bag = action.layers[0].strips[0].channelbag(arm.animation_data.action_slot)
+    compat = hc.mod("builders.compat")
+    bag = compat.channelbag(action, compat.assigned_slot(arm))
     curves = {(fc.data_path, fc.array_index): fc for fc in bag.fcurves}
     valid = cap.hands["right"].valid
     expected = 100 + cap.frames[valid]

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from .conftest import REPO, shared_path
+from .conftest import REPO, installed, shared_path
 
 pytestmark = pytest.mark.blender
 
@@ -94,7 +94,8 @@ def bone_heads(hc, arm, frames, bones):
 
 
 def pose_keys(action, data_path, index):
-    fc = action.layers[0].strips[0].channelbags[0].fcurves.find(data_path, index=index)
+    curves = installed("builders.compat").all_fcurves(action)
+    fc = next(c for c in curves if c.data_path == data_path and c.array_index == index)
     co = np.empty(2 * len(fc.keyframe_points), np.float32)
     fc.keyframe_points.foreach_get("co", co)
     return co.reshape(-1, 2), fc

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -14,6 +18,7 @@ from handcap.core.capture import (
     CameraIntrinsics,
     Capture,
     CaptureFormatError,
+    CaptureWriteError,
     HandTrack,
     read_capture,
     write_capture,
@@ -120,6 +125,45 @@ def _set_meta(data, **changes):
         (lambda d: d.update({"frames": d["frames"][::-1].copy()}), "strictly increasing"),
         (lambda d: _set_meta(d, sides=["middle"]), "hand 'middle' lacks arrays"),
         (lambda d: _set_meta(d, image_size=[0, 720]), "image size must be positive"),
+        # read-time checks of everything the importer and the camera matching assume
+        (lambda d: _set_meta(d, hand_model=None), "metadata field 'hand_model' must be a string, got None"),
+        (lambda d: _set_meta(d, hand_model=""), "hand_model must be a non-empty string"),
+        (lambda d: d.update({"frames": d["frames"] + 10**15}), r"frames must be 0\.\.1048574, got 1000000000000010"),
+        (lambda d: d.update({"frames": d["frames"] - 11}), r"frames must be 0\.\.1048574, got -1\.\."),
+        (lambda d: _set_meta(d, image_size=[10**12, 10**12]), "at most 65536 px a side, got 1000000000000x"),
+        (lambda d: _set_meta(d, image_size=[1280.5, 720]), r"'image_size' must be \[width, height\]"),
+        (lambda d: _set_meta(d, fps=-1), r"fps must be a finite number 0\.\.10000, got -1"),
+        (lambda d: _set_meta(d, fps=float("nan")), "'fps' must be a finite number, got nan"),
+        (lambda d: _set_meta(d, fps="30"), "'fps' must be a finite number, got '30'"),
+        (lambda d: _set_meta(d, intrinsics={"fx": 0, "fy": 1000, "cx": 640, "cy": 360}), "positive focal lengths"),
+        (lambda d: _set_meta(d, intrinsics={"fx": -1e3, "fy": -1e3, "cx": 640, "cy": 360}), "positive focal lengths"),
+        (lambda d: _set_meta(d, intrinsics={"fx": 1e3, "fy": 1e3, "cx": 1e9, "cy": 360}), "widths off centre"),
+        (lambda d: _set_meta(d, intrinsics={"fx": 1e3, "fy": 1e3}), "'intrinsics' must be {fx, fy, cx, cy} numbers"),
+        (lambda d: _set_meta(d, sides=["right"]), r"members \['left.beta', .*\] do not belong to a capture of hands"),
+        (lambda d: _set_meta(d, sides=["right", "right"]), "'sides' must be a list of distinct side names"),
+        (lambda d: d["left.kp_conf"].__setitem__((0, 0), 1.5), r"left.kp_conf: values .*\.\.1\.5 are outside 0\.\.1"),
+        (lambda d: d["right.frame_conf"].__setitem__(0, -0.1), r"right.frame_conf: values -0\.1.* outside 0\.\.1"),
+        (
+            lambda d: d.update({"right.rest_joints": d["right.rest_joints"] * 1000}),
+            r"right.rest_joints: values .* -1\.\.1",
+        ),
+        (
+            lambda d: d["right.rest_joints"].fill(0.01),
+            r"right.rest_joints: bone lengths 0\.\.0 mm, expected 1\.\.500 mm",
+        ),
+        (lambda d: d.update({"left.rest_joints": _collinear()}), "knuckles are on one line"),
+        (lambda d: d["left.transl"].__setitem__((0, 2), 1e30), r"left.transl: values .* outside -1000\.\.1000"),
+        (lambda d: d.update({"right.theta": d["right.theta"].astype("U8")}), "right.theta: dtype <U8 is not one of"),
+        (lambda d: d.update({"left.valid": d["left.valid"].astype(np.uint8)}), "left.valid: dtype |u1 is not one of"),
+        (lambda d: d.update({"frames": d["frames"].astype(np.float64)}), "frames: dtype <f8 is not one of"),
+        (lambda d: d.update({"meta": np.frombuffer(b"[1, 2]", np.uint8)}), "metadata is a JSON list, not an object"),
+        (lambda d: d.update({"meta": np.frombuffer(b'"text"', np.uint8)}), "metadata is a JSON str, not an object"),
+        (lambda d: d.update({"meta": np.zeros(4, np.float32)}), "meta: dtype <f4 is not one of the expected kinds 'u'"),
+        (lambda d: _set_meta(d, version=True), "version True is not supported"),
+        (lambda d: _set_meta(d, version=2.0), "version 2.0 is not supported"),
+        (lambda d: _set_meta(d, source="a\x00b.mp4"), "source contains a NUL character"),
+        (lambda d: _set_meta(d, info=[1]), "'info' must be an object"),
+        (lambda d: d.update({"extra": np.zeros(1)}), r"members \['extra'\] do not belong"),
     ],
 )
 def test_bad_files_are_rejected_with_a_clear_message(tmp_path, edit, message):
@@ -127,6 +171,34 @@ def test_bad_files_are_rejected_with_a_clear_message(tmp_path, edit, message):
     _rewrite(path, edit)
     with pytest.raises(CaptureFormatError, match=message):
         read_capture(path)
+
+
+def _collinear():
+    line = np.zeros((16, 3), np.float32)
+    line[:, 0] = 0.01 * np.arange(1, 17)  # every bone has a length, but wrist, index and little MCP are in a row
+    line[0, 0] = 0.0
+    return line
+
+
+def test_in_memory_captures_with_wrong_types_are_refused():
+    """validate() (used by write_capture and the importer) names wrong types instead of raising TypeError."""
+    edits = {
+        "fps": (lambda c: setattr(c, "fps", "30"), "fps must be a finite number"),
+        "image size": (lambda c: setattr(c, "image_size", (1280.0, 720)), "image size must be two integers"),
+        "theta": (
+            lambda c: setattr(c.hands["right"], "theta", np.full((12, 16, 3), "a")),
+            "right.theta: expected float",
+        ),
+        "ragged": (lambda c: setattr(c.hands["left"], "beta", [[1], [1, 2]]), "left.beta: not an array"),
+        "valid": (lambda c: setattr(c.hands["left"], "valid", np.ones(12, np.int8)), "left.valid: expected bool"),
+        "model": (lambda c: setattr(c, "hand_model", None), "hand_model must be a non-empty string"),
+        "hands": (lambda c: setattr(c, "hands", [1]), "hands must be a dict"),
+    }
+    for edit, message in edits.values():
+        cap = make_capture()
+        edit(cap)
+        with pytest.raises(CaptureFormatError, match=message):
+            cap.validate()
 
 
 def test_version_1_files_read_with_zero_joint_offsets(tmp_path):
@@ -181,3 +253,57 @@ def test_intrinsics_constructors():
     assert CameraIntrinsics.default(640, 480).fx == pytest.approx(320 / np.tan(np.radians(27.5)))
     with pytest.raises(ValueError, match="outside"):
         CameraIntrinsics.from_fov(640, 480, 0.0)
+
+
+def test_full_disk_keeps_the_existing_file_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    path = write_capture(tmp_path / "take.npz", make_capture())
+    before = path.read_bytes()
+
+    def full_disk(fd):  # the data is written, the file system finds no room for it when it is flushed
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(CaptureWriteError, match="No space left on device.*nothing there was changed"):
+        write_capture(path, make_capture(t=5))
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.npz"]
+
+
+def test_file_size_limit_in_a_real_process(tmp_path):
+    """``ulimit -f``: the OS refuses the write part way (EFBIG); the old capture survives byte for byte."""
+    path = write_capture(tmp_path / "take.npz", make_capture())
+    before = path.read_bytes()
+    child = f"""
+import resource, signal, sys
+sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+from test_capture_file import make_capture
+from handcap.core.capture import CaptureWriteError, write_capture
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error instead of being killed
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_capture({str(path)!r}, make_capture(t=200))
+except CaptureWriteError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    assert "File too large" in run.stdout and "nothing there was changed" in run.stdout
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["take.npz"]
+
+
+def test_missing_or_read_only_folder(tmp_path):
+    with pytest.raises(CaptureWriteError, match="No such file or directory"):
+        write_capture(tmp_path / "no" / "such" / "take.npz", make_capture())
+    if os.geteuid() == 0:
+        return  # root writes into read-only folders; the missing folder above is the same code path
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(CaptureWriteError, match="Permission denied"):
+            write_capture(folder / "take.npz", make_capture())
+        assert not list(folder.iterdir())
+    finally:
+        folder.chmod(0o755)

@@ -22,12 +22,13 @@ W, H = 1280, 720
 
 
 def _synthetic_results(t: int, stride: int, drop_left: range = range(0)):
-    """FrameResults of two synthetic hands seen by the default camera (the job's default intrinsics)."""
+    """FrameResults of one person's two synthetic hands (one shape) seen by a 55 degree camera."""
     k = CameraIntrinsics.default(W, H).matrix
     clips = {}
+    beta = np.random.default_rng(40).normal(0.0, 0.7, 10)
     for seed, side in enumerate(("right", "left")):
         model = load_hand_model("builtin", side, dtype=torch.float64)
-        clips[side] = synthetic.synthetic_clip(model, k, (W, H), t, seed=40 + seed, key_every=30)
+        clips[side] = synthetic.synthetic_clip(model, k, (W, H), t, seed=40 + seed, key_every=30, beta=beta)
     results = []
     for f in range(t):
         hands = []
@@ -45,9 +46,10 @@ def _synthetic_results(t: int, stride: int, drop_left: range = range(0)):
 
 def test_capture_from_landmarks_round_trip(tmp_path):
     results, clips = _synthetic_results(40, stride=2, drop_left=range(10, 18))
-    opts = CaptureOptions(source="synthetic.mp4", stride=2, device="cpu")
+    opts = CaptureOptions(source="synthetic.mp4", stride=2, device="cpu", fov_deg=55.0)
     out = capture_from_landmarks(results, "synthetic.mp4", 30.0, (W, H), opts)
     cap = out.capture
+    assert cap.intrinsics.source == "given" and cap.info["camera"]["fov_deg"] == pytest.approx(55.0)
     assert cap.frames.tolist() == list(range(0, 80, 2)) and cap.fps == 30.0
     assert sorted(cap.hands) == ["left", "right"]
     assert any("left hand missing in frames 20-34 (8 frame(s))" in w for w in out.warnings)

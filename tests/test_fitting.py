@@ -69,8 +69,10 @@ def test_round_trip_two_hands(models, noise_px, noise_mm, bound_mm):
         synthetic.synthetic_clip(models[s], K, (1280, 720), 60, seed=10 + i, noise_px=noise_px, noise_mm=noise_mm)
         for i, s in enumerate(("right", "left"))
     ]
-    fits, report = F.fit_hands([models["right"], models["left"]], [c.obs for c in clips], K)
-    assert set(report.seconds) == {"init", "stage1", "stage2", "stage3", "polish"}
+    # two random shapes, so not one person's hands: no size coupling (tests/test_two_hands.py tests it)
+    options = F.FitOptions(same_person=False)
+    fits, report = F.fit_hands([models["right"], models["left"]], [c.obs for c in clips], K, options)
+    assert set(report.seconds) == {"init", "stage1", "stage2", "stage3", "polish", "joint_stage"}
     for clip, fit in zip(clips, fits, strict=True):
         err = _root_rel_mm(fit.kp3d, clip.kp3d)
         assert err.mean() < bound_mm, err.mean()

@@ -9,6 +9,7 @@ import pytest
 
 from handcap.core import naming
 from handcap.core import retarget_map as rm
+from handcap.core.retarget_suggest import suggest_mapping
 
 FINGER_WORDS = {"thumb": "Thumb", "index": "Index", "middle": "Middle", "ring": "Ring", "pinky": "Pinky"}
 
@@ -81,7 +82,7 @@ def _rigify_generated_names():
     ],
 )
 def test_suggestion_picks_the_rigs_preset(names, preset, expect):
-    suggestion = rm.suggest_mapping(names)
+    suggestion = suggest_mapping(names)
     assert suggestion.source == f"preset:{preset}" and not suggestion.missing
     d = suggestion.mapping.as_dict()
     for src, tgt in expect.items():
@@ -90,7 +91,7 @@ def test_suggestion_picks_the_rigs_preset(names, preset, expect):
 
 def test_one_handed_mixamo_rig_still_matches_its_preset():
     names = ["mixamorig:LeftHand"] + [f"mixamorig:LeftHand{w}{k}" for w in FINGER_WORDS.values() for k in (1, 2, 3)]
-    suggestion = rm.suggest_mapping(names)
+    suggestion = suggest_mapping(names)
     assert suggestion.source == "preset:mixamo" and len(suggestion.mapping) == 16
     assert len(suggestion.missing) == 16 and all(m.endswith(".R") for m in suggestion.missing)
 
@@ -100,7 +101,7 @@ def test_name_patterns_for_rigs_without_a_preset():
     daz = {"lForearm": None, "lHand": "lForearm", "lCarpal1": "lHand", "lCarpal2": "lHand", "lThumb1": "lHand"}
     daz |= {"lThumb2": "lThumb1", "lThumb3": "lThumb2", "lIndex1": "lCarpal1", "lIndex2": "lIndex1"}
     daz |= {"lIndex3": "lIndex2", "lMid1": "lCarpal2", "lMid2": "lMid1", "lMid3": "lMid2"}
-    s = rm.suggest_mapping(daz, sides=["left"], presets={})
+    s = suggest_mapping(daz, sides=["left"], presets={})
     assert s.source == "names"
     assert s.mapping.as_dict() == {
         "hand.L": "lHand",
@@ -123,19 +124,19 @@ def test_name_patterns_for_rigs_without_a_preset():
             unity[f"Left {f} {seg}"] = parent
             unity[f"DEF-Left {f} {seg}"] = parent
             parent = f"Left {f} {seg}"
-    s = rm.suggest_mapping(unity, sides=["left"], presets={})
+    s = suggest_mapping(unity, sides=["left"], presets={})
     d = s.mapping.as_dict()
     assert d["index.02.L"] == "Left Index Intermediate" and d["pinky.03.L"] == "Left Little Distal"
     assert d["hand.L"] == "Left Hand"
     # MakeHuman: fingers numbered 1 (thumb) .. 5.
     mh = ["wrist.R", "finger1-1.R", "finger1-2.R", "finger1-3.R", "finger3-1.R", "finger3-2.R", "finger3-3.R"]
-    d = rm.suggest_mapping(mh, sides=["right"], presets={}).mapping.as_dict()
+    d = suggest_mapping(mh, sides=["right"], presets={}).mapping.as_dict()
     assert d["thumb.02.R"] == "finger1-2.R" and d["middle.03.R"] == "finger3-3.R" and d["hand.R"] == "wrist.R"
 
 
 def test_rig_without_hands_is_refused():
     with pytest.raises(rm.MappingError, match="no hand or finger bones"):
-        rm.suggest_mapping(["Bone", "Bone.001", "spine", "head"])
+        suggest_mapping(["Bone", "Bone.001", "spine", "head"])
 
 
 def test_preset_save_load_round_trip_and_bad_files(tmp_path):

@@ -32,7 +32,7 @@ setup() {
     "$PY" -m pip install -q --upgrade pip
     # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
     "$PY" -m pip install -q torch==2.13.0
-    "$PY" -m pip install -q -e ".[inference,mano,test,dev]"
+    "$PY" -m pip install -q -e ".[inference,mano,test,dev,farm]"
     echo "$want" > "$STAMP"
   fi
   if [ -f tools/fetch_mediapipe_wheel.sh ]; then

@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ...core import anatomy
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
-from . import ik, solver
+from . import ik, solver, two_hands
 
 _DTYPE = torch.float64  # the solver's finite differences need double precision
 
@@ -81,6 +81,17 @@ class FitOptions:
     # hand_scale_m|^2 once per clip, and bound per coordinate in metres (0 = off)
     w_joint_offset: float = 1.0
     max_joint_offset_m: float = 0.008
+    # two hands (``two_hands.py``): same_person gives both hands one size before the polish (off for two
+    # people's hands); two_hands runs the joint stage after it: contact (image distance below contact_px x the
+    # hand's RMS pixel size, fitted depths within contact_depth_m) and non-interpenetration of bone capsules
+    same_person: bool = True
+    two_hands: bool = True
+    w_contact: float = 1.0
+    contact_px: float = 0.15
+    contact_depth_m: float = 0.05
+    w_penetration: float = 1.0
+    w_two_hand_image: float = 1000.0  # the joint stage's hold on each hand's fitted image (x the 2D term's weight)
+    w_two_hand_accel: float = 1.0
     device: str = "cpu"
 
     @classmethod
@@ -133,6 +144,12 @@ class FitOptions:
             "w_polish_depth",
             "w_joint_offset",
             "max_joint_offset_m",
+            "w_contact",
+            "contact_px",
+            "contact_depth_m",
+            "w_penetration",
+            "w_two_hand_image",
+            "w_two_hand_accel",
         ):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
@@ -205,6 +222,7 @@ class FitReport:
     seconds: dict[str, float] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
     iterations: dict[str, int] = field(default_factory=dict)
+    two_hands: dict = field(default_factory=dict)  # ``two_hands.TwoHandInfo.to_json`` when two hands were fitted
 
 
 def _check(obs: HandObservations) -> None:
@@ -405,6 +423,10 @@ def _fit(models, observations, k, options, dt_scale, progress):
     rotation_priors = options.w_rot_velocity > 0 or options.w_rot_accel > 0
     with torch.no_grad():
         for stage, n_iter in ((1, n1), (2, n2), (3, n3), (4, n4)):
+            if stage == 4 and options.same_person and len(solvers) == 2:
+                start = time.perf_counter()  # one person: one hand size, before the polish refits the poses
+                report.two_hands["size_scale"] = [round(a, 4) for a in two_hands.couple_sizes(solvers)]
+                report.seconds["couple_sizes"] = time.perf_counter() - start
             start = time.perf_counter()
             for i in range(n_iter):
                 for j, s in enumerate(solvers):
@@ -445,6 +467,10 @@ def _fit(models, observations, k, options, dt_scale, progress):
             rest_joints, offsets = rest_joints[0].cpu().numpy(), offsets[0].cpu().numpy()
             transl = wrist.cpu().numpy() - rest_joints[0]
             fits.append(_finish(obs, k, theta.cpu().numpy(), s.beta.cpu().numpy(), transl, kp, rest_joints, offsets))
+    if options.two_hands and len(fits) == 2:
+        fits, info = two_hands.joint_stage(models, fits, observations, k, options, dt_scale)
+        report.seconds.update(info.seconds)
+        report.two_hands.update({n: v for n, v in info.to_json().items() if n not in ("size_scale", "seconds")})
     return fits, report
 
 

@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation, Slerp
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS
 from . import ik
 from .fit import HandObservations, _np
+from .two_hands import BONES, capsule_radii
 
 
 @dataclass
@@ -84,9 +85,13 @@ def synthetic_clip(
     depth_range: tuple[float, float] = (0.35, 0.7),
     beta_std: float = 0.7,
     joint_offsets: np.ndarray | None = None,
+    beta: np.ndarray | None = None,
+    x_range: tuple[float, float] = (0.2, 0.8),
 ) -> SyntheticHand:
     """A smooth random clip of one hand seen by camera k (3, 3); everything from ``seed``. joint_offsets
-    (16, 3) metres move the true skeleton's rest joints beyond beta (a hand the shape space cannot make)."""
+    (16, 3) metres move the true skeleton's rest joints beyond beta (a hand the shape space cannot make);
+    beta (10,): the shape (default drawn from N(0, beta_std^2)); x_range: where the wrist may be across the
+    image (fractions of its width)."""
     rng = np.random.default_rng(seed)
     n_keys = max(2, int(np.ceil((num_frames - 1) / key_every)) + 1)
     key_t = np.arange(n_keys) * float(key_every)
@@ -94,11 +99,12 @@ def synthetic_clip(
     side = getattr(model, "side", "right")
     keys = np.concatenate([random_orientation(rng, n_keys, side)[:, None], random_pose(model, rng, n_keys)], 1)
     theta = _smooth(keys, key_t, t)
-    beta = rng.normal(0.0, beta_std, NUM_BETAS)
+    drawn = rng.normal(0.0, beta_std, NUM_BETAS)
+    beta = drawn if beta is None else np.asarray(beta, np.float64)
     w, h = image_size
     z = rng.uniform(*depth_range, n_keys)
     # wrist image position inside the central 60 % of the frame
-    uv = np.stack([rng.uniform(0.2 * w, 0.8 * w, n_keys), rng.uniform(0.25 * h, 0.85 * h, n_keys)], -1)
+    uv = np.stack([rng.uniform(x_range[0] * w, x_range[1] * w, n_keys), rng.uniform(0.25 * h, 0.85 * h, n_keys)], -1)
     wrist_keys = np.stack([(uv[:, 0] - k[0, 2]) / k[0, 0] * z, (uv[:, 1] - k[1, 2]) / k[1, 1] * z, z], -1)
     wrist = np.stack([np.interp(t, key_t, wrist_keys[:, i]) for i in range(3)], -1)
     dtype = model.joint_frames.dtype
@@ -109,11 +115,93 @@ def synthetic_clip(
         j0 = _np(out.joints[:, 0])
         kp = _np(out.keypoints) - j0[:, None] + wrist[:, None]
     transl = wrist - j0
+    return SyntheticHand(theta, beta, transl, kp, observe(kp, k, rng, noise_px, noise_mm))
+
+
+def observe(
+    kp: np.ndarray,
+    k: np.ndarray,
+    rng: np.random.Generator,
+    noise_px: float,
+    noise_mm: float,
+    image_size: tuple[int, int] | None = None,
+):
+    """MediaPipe-like observations of true keypoints kp (T, 21, 3): 2D with Gaussian noise (pixels), 3D about
+    the centre as seen along the hand's viewing ray with Gaussian noise (mm). With image_size, keypoints
+    outside the image get confidence 0, and frames with fewer than 12 inside have no 3D landmarks."""
     uvk = kp[..., :2] / kp[..., 2:] * np.array([k[0, 0], k[1, 1]]) + np.array([k[0, 2], k[1, 2]])
     kp2d = uvk + rng.normal(0.0, noise_px, uvk.shape)
     centre = kp2d.mean(1)
     rel = kp - kp.mean(1, keepdims=True)
     world = np.einsum("nji,npj->npi", ik.ray_rotation(centre, k), rel)  # camera -> crop view
     world = world + rng.normal(0.0, noise_mm / 1000.0, world.shape)
-    obs = HandObservations(kp2d, np.ones(kp2d.shape[:2]), world, np.ones(num_frames, bool))
-    return SyntheticHand(theta, beta, transl, kp, obs)
+    conf = np.ones(kp2d.shape[:2])
+    if image_size is not None:
+        inside = (uvk >= 0).all(-1) & (uvk[..., 0] < image_size[0]) & (uvk[..., 1] < image_size[1])
+        conf = inside.astype(np.float64)
+    return HandObservations(kp2d, conf, world, conf.sum(1) >= 12)
+
+
+def _blend_rotvec(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """Per joint slerp from rotation vectors a (J, 3) to b (J, 3) by weight w."""
+    ra, rb = Rotation.from_rotvec(a), Rotation.from_rotvec(b)
+    return (ra * Rotation.from_rotvec((ra.inv() * rb).as_rotvec() * w)).as_rotvec()
+
+
+def two_hand_clip(
+    models,
+    k: np.ndarray,
+    image_size: tuple[int, int],
+    num_frames: int,
+    seed: int,
+    noise_px: float = 0.0,
+    noise_mm: float = 0.0,
+    depths: tuple[float, float] = (0.4, 0.55),
+    contact: tuple[float, float] = (0.35, 0.65),
+    gap_m: float = 0.005,
+) -> tuple[SyntheticHand, SyntheticHand]:
+    """One person's two hands (right, left; models in that order, the same beta): each moves on its own at
+    about its depth of ``depths`` (metres), and over the fraction ``contact`` of the clip (blended in and out
+    over 15 frames) the left hand turns into the right one's mirror image beside it, so that the two hands'
+    bone capsules meet ``gap_m`` apart. Observations as ``observe`` (keypoints outside the image unseen)."""
+    rng = np.random.default_rng(seed)
+    beta = rng.normal(0.0, 0.7, NUM_BETAS)
+    hands = [
+        synthetic_clip(
+            m, k, image_size, num_frames, seed + 101 * (i + 1), depth_range=(0.93 * z, 1.07 * z), beta=beta, x_range=xr
+        )
+        for i, (m, z, xr) in enumerate(zip(models, depths, ((0.15, 0.45), (0.55, 0.85)), strict=True))
+    ]
+    t = np.arange(num_frames, dtype=np.float64)
+    a, b = (num_frames * c for c in contact)
+    blend = np.clip(np.minimum(t - a, b - t) / 15.0 + 0.5, 0.0, 1.0)  # 0 outside, 1 in the contact window
+    turn_in = np.clip(np.minimum(t - a, b - t) / 15.0 + 1.5, 0.0, 1.0)  # the same, 15 frames earlier / later
+    right, left = hands
+    # around contact the left hand becomes the mirror image of the right one (the left model is the right one
+    # mirrored: theta * (1, -1, -1)) in an upright plane facing the image's x axis, gap_m / 2 beyond the right
+    # hand's bone capsules (``two_hands.capsule_radii``) on the image's right, where the person's left hand is;
+    # the plane starts 10 cm further out and comes in with ``blend``: whatever of the right hand reaches
+    # furthest that way (mostly a fingertip) touches its mirror image, the bodies stay apart, depths unchanged
+    n = np.broadcast_to(np.array([1.0, 0.0, 0.0]), (num_frames, 3))
+    radii = capsule_radii(models[0], beta, np.zeros((NUM_JOINTS, 3)))
+    reach = np.maximum(right.kp3d[:, BONES[:, 0], 0], right.kp3d[:, BONES[:, 1], 0]) + radii
+    c = (reach.max(1) + 0.5 * gap_m + 0.1 * (1.0 - blend))[:, None] * n
+    house = np.eye(3) - 2 * n[:, :, None] * n[:, None, :]
+    mirror = np.diag([-1.0, 1.0, 1.0])
+    theta_c = right.theta * np.array([1.0, -1.0, -1.0])
+    root_c = house @ Rotation.from_rotvec(right.theta[:, 0]).as_matrix() @ mirror
+    theta_c[:, 0] = Rotation.from_matrix(root_c).as_rotvec()
+    wrist_c = right.kp3d[:, 0] - 2 * n * ((right.kp3d[:, 0] - c) * n).sum(1, keepdims=True)
+    theta = np.stack([_blend_rotvec(left.theta[i], theta_c[i], turn_in[i]) for i in range(num_frames)])
+    wrist = left.kp3d[:, 0] + turn_in[:, None] * (wrist_c - left.kp3d[:, 0])
+    model = models[1]
+    dtype = model.joint_frames.dtype
+    with torch.no_grad():
+        th = torch.as_tensor(theta, dtype=dtype)
+        out = model(th, torch.as_tensor(np.tile(beta, (num_frames, 1)), dtype=dtype), th[:, 0] * 0, with_vertices=False)
+        j0 = _np(out.joints[:, 0])
+        left_kp = _np(out.keypoints) - j0[:, None] + wrist[:, None]
+    left = SyntheticHand(theta, beta, wrist - j0, left_kp, observe(left_kp, k, rng, noise_px, noise_mm, image_size))
+    right_obs = observe(right.kp3d, k, rng, noise_px, noise_mm, image_size)
+    right = SyntheticHand(right.theta, right.beta, right.transl, right.kp3d, right_obs)
+    return right, left

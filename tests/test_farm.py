@@ -1,0 +1,196 @@
+"""``python -m handcap farm`` on a real local Ray cluster (a head and a worker node, 1 CPU each, 127.0.0.1 only)
+started by these tests and stopped at the end: same outputs as ``convert``, a killed worker changes nothing,
+a rerun after an interruption redoes no finished chunk."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import REPO
+
+pytest.importorskip("ray", reason="needs Ray (pip install 'handcap[farm]'; bash tools/dev.sh installs it)")
+pytest.importorskip("bpy", reason="needs bpy 5.0.1 (the merge converts in bpy)")
+pytest.importorskip("torch", reason="needs the inference requirements")
+
+from .ray_cluster import LocalRayCluster  # noqa: E402
+
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+SAMPLE = REPO / "assets" / "sample" / "two_hands.mp4"
+CHUNKS = ["--chunk-frames", "30", "--overlap", "10"]  # the sample's 90 frames -> 4 chunks
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalRayCluster(workers=1, cpus=1)
+    try:
+        yield c
+    finally:
+        c.stop()
+    assert not c.processes(), "Ray processes of the test cluster are still running"
+
+
+def _cmd(kind: str, *args) -> list[str]:
+    return [sys.executable, "-m", "handcap", kind, *map(str, args)]
+
+
+def _farm_args(cluster, *args) -> list[str]:
+    return _cmd("farm", *args, "--address", cluster.address, "--node-ip-address", "127.0.0.1", "--format", "bvh")
+
+
+def _run(cmd, env=None, timeout=900):
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout, env=env)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def second_clip(tmp_path_factory) -> Path:
+    """A second clip: the sample's frames 20-79 backwards, written once for every run of the library."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(SAMPLE))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    path = tmp_path_factory.mktemp("library") / "backwards.mp4"
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for frame in frames[20:80][::-1]:
+        out.write(frame)
+    out.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def undisturbed(cluster, tmp_path_factory) -> dict[str, bytes]:
+    """Outputs of an undisturbed farm run of the sample clip in 4 chunks."""
+    out = tmp_path_factory.mktemp("undisturbed")
+    code, log = _run(_farm_args(cluster, SAMPLE, "-o", out, *CHUNKS), env=cluster.env)
+    assert code == 0, log
+    assert log.count(" done in ") == 4 and "chunks: 4 run, 0 reused" in log, log
+    assert re.search(r"chunk 1/4 \(frames 0-29\) done in [\d.]+ s, ETA", log), log
+    return _outputs(out)
+
+
+def test_two_clip_library_gives_the_same_outputs_as_convert(cluster, second_clip, tmp_path):
+    library = [SAMPLE, second_clip]
+    code, log = _run(_cmd("convert", *library, "-o", tmp_path / "convert", "--format", "bvh", "--keep-captures"))
+    assert code == 0, log
+    # whole clips in one chunk each: the farm runs exactly the capture convert runs, on two machines' workers
+    code, log = _run(_farm_args(cluster, *library, "-o", tmp_path / "farm", "--keep-captures"), env=cluster.env)
+    assert code == 0, log
+    assert "farm: converted 2 of 2 inputs" in log and "chunks: 2 run, 0 reused" in log, log
+    ref, got = _outputs(tmp_path / "convert"), _outputs(tmp_path / "farm")
+    assert (
+        sorted(ref)
+        == sorted(got)
+        == sorted(f"{s}{e}" for s in ("two_hands", "backwards") for e in (".L.bvh", ".R.bvh", ".npz"))
+    )
+    for name in ref:
+        if name.endswith(".bvh"):
+            assert got[name] == ref[name], f"{name} differs from convert's"
+    from handcap.core.capture import read_capture
+
+    for stem in ("two_hands", "backwards"):
+        a, b = read_capture(tmp_path / "convert" / f"{stem}.npz"), read_capture(tmp_path / "farm" / f"{stem}.npz")
+        assert sorted(a.hands) == sorted(b.hands) == ["left", "right"]
+        for side in a.hands:
+            np.testing.assert_array_equal(a.hands[side].kp3d, b.hands[side].kp3d)
+            np.testing.assert_array_equal(a.hands[side].theta, b.hands[side].theta)
+
+
+def test_a_killed_worker_still_yields_identical_outputs(cluster, undisturbed, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        _farm_args(cluster, SAMPLE, "-o", out, *CHUNKS),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=cluster.env,
+    )
+    killed = None
+    try:
+        deadline = time.monotonic() + 600
+        while killed is None and proc.poll() is None and time.monotonic() < deadline:
+            busy = cluster.workers_running("timed_chunk_job")
+            if busy:
+                time.sleep(1.0)  # well inside the task (its landmarks take seconds)
+                if busy[0] in cluster.workers_running("timed_chunk_job"):
+                    os.kill(busy[0], signal.SIGKILL)
+                    killed = busy[0]
+            time.sleep(0.05)
+        log, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed is not None, "no chunk task was seen running to kill"
+    assert proc.returncode == 0, log
+    assert "chunks: 4 run, 0 reused" in log, log
+    assert _outputs(out) == undisturbed
+
+
+def test_a_rerun_after_an_interruption_redoes_no_finished_chunk(cluster, undisturbed, tmp_path):
+    out = tmp_path / "out"
+    manifest = out / ".handcap-farm" / "manifest.json"
+    proc = subprocess.Popen(
+        _farm_args(cluster, SAMPLE, "-o", out, *CHUNKS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=cluster.env,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        finished: dict = {}
+        while len(finished) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if manifest.is_file():
+                clips = json.loads(manifest.read_text())["clips"]
+                finished = next(iter(clips.values()))["chunks"] if clips else {}
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        proc.kill()  # the driver dies mid-run: its remaining tasks die with it
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    clip_dir = next(p for p in manifest.parent.iterdir() if p.is_dir())
+    kept = {p.name: p.stat().st_mtime_ns for p in clip_dir.glob("chunk_*.npz")}
+    done = json.loads(manifest.read_text())["clips"]
+    n_done = len(next(iter(done.values()))["chunks"])
+    assert 2 <= n_done < 4 and len(kept) == n_done
+    assert not list(out.glob("*.bvh")), "no output may exist before the merge"
+    code, log = _run(_farm_args(cluster, SAMPLE, "-o", out, *CHUNKS), env=cluster.env)
+    assert code == 0, log
+    assert f"{n_done} of 4 chunk(s) already finished, reused" in log, log
+    assert f"chunks: {4 - n_done} run, {n_done} reused" in log and log.count(" done in ") == 4 - n_done, log
+    assert {p.name: p.stat().st_mtime_ns for p in clip_dir.glob("chunk_*.npz") if p.name in kept} == kept
+    assert _outputs(out) == undisturbed
+    code, log = _run(_farm_args(cluster, SAMPLE, "-o", out, *CHUNKS), env=cluster.env)
+    assert code == 0 and "up to date" in log and "chunks: 0 run, 0 reused" in log, log
+
+
+def test_a_failing_input_is_reported_and_the_others_converted(cluster, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00 not a video")
+    code, log = _run(_farm_args(cluster, broken, SAMPLE, "-o", tmp_path / "out"), env=cluster.env)
+    assert code == 1, log
+    assert "broken.mp4: FAILED:" in log and "farm: converted 1 of 2 inputs" in log, log
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.bvh")) == ["two_hands.L.bvh", "two_hands.R.bvh"]
