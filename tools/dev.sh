@@ -21,6 +21,15 @@ find_python311() {
   echo "error: Python 3.11 is required (bpy 5.0.1 is built for it)" >&2; return 1
 }
 
+quiet_pip() {
+  local log=$1; shift
+  if ! "$PY" -m pip "$@" >>"$log" 2>&1; then
+    grep -v "WARNING: Location '.*' is ignored" "$log" >&2
+    echo "error: pip $* failed (full log: $log)" >&2
+    return 1
+  fi
+}
+
 setup() {
   local want
   want=$(cat pyproject.toml tools/dev.sh | sha256sum | cut -d' ' -f1)
@@ -29,10 +38,14 @@ setup() {
   else
     echo "setup: creating/updating .venv (first run downloads bpy and friends; torch 2.13.0 comes from disk)"
     [ -x "$PY" ] || "$(find_python311)" -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
+    # pip's output goes to a log: its notes about this machine's unused package folders ("Location ... is
+    # ignored") and setuptools' build chatter are noise; on a failure the log is shown whole.
+    local log=$VENV/setup.log
+    : > "$log"
+    quiet_pip "$log" install --upgrade pip
     # torch first and pinned, so no other requirement can pull a multi-GB CUDA build.
-    "$PY" -m pip install -q torch==2.13.0
-    "$PY" -m pip install -q -e ".[inference,mano,test,dev,farm]"
+    quiet_pip "$log" install torch==2.13.0
+    quiet_pip "$log" install -e ".[inference,mano,test,dev,farm]"
     echo "$want" > "$STAMP"
   fi
   if [ -f tools/fetch_mediapipe_wheel.sh ]; then
