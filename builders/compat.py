@@ -142,6 +142,17 @@ def assigned_channelbag(obj):
     return channelbag(anim.action, assigned_slot(obj))
 
 
+def new_fcurve(bag, data_path: str, index: int, group: str):
+    """A new F-curve in ``bag`` (from ``channelbag``) in channel group ``group`` ("" for none); a channelbag's
+    ``fcurves.new`` takes the group only from 5.0, so 4.4 to 4.5 set it afterwards."""
+    if BLENDER_5 or not SLOTTED_ACTIONS:
+        return bag.fcurves.new(data_path, index=index, group_name=group)
+    fc = bag.fcurves.new(data_path, index=index)
+    if group:
+        fc.group = bag.groups.get(group) or bag.groups.new(group)
+    return fc
+
+
 def all_fcurves(action) -> list:
     """Every F-curve of ``action``, all slots."""
     if not SLOTTED_ACTIONS:

@@ -64,7 +64,7 @@ def write_channels(action: bpy.types.Action, slot, channels: list[Channel]) -> N
         n = len(ch.frames)
         if n == 0:
             continue
-        fc = bag.fcurves.new(ch.data_path, index=ch.index, group_name=ch.group)
+        fc = compat.new_fcurve(bag, ch.data_path, ch.index, ch.group)
         points = fc.keyframe_points
         points.add(n)
         co = np.empty((n, 2), dtype=np.float32)
