@@ -15,47 +15,22 @@ import argparse
 import sys
 from pathlib import Path
 
-#: Fallback when opencv is not importable here (Blender's Python): the worker decodes, not Blender.
-_MEDIA_EXTS = frozenset(
-    {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
-    | {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-)
 _HANDLE = None
 
 
-def media_extensions() -> frozenset[str]:
-    try:
-        from .inference.sources import IMAGE_EXTS, VIDEO_EXTS
-    except ImportError:
-        return _MEDIA_EXTS
-    return frozenset(IMAGE_EXTS | VIDEO_EXTS)
-
-
-class _ForwardedRequest:
-    """What ``operators.worker.CaptureJob`` needs from a request: the capture command's arguments, here
-    the batch's own capture options forwarded as given."""
-
-    def __init__(self, source: str, capture_args: list[str]):
-        self.source = source
-        self.capture_args = capture_args
-
-    def argv(self, output, progress_json: bool = True) -> list[str]:
-        return ["capture", self.source, "-o", str(output), *self.capture_args] + (
-            ["--progress-json"] if progress_json else []
-        )
-
-
-def worker_capture(capture_args: list[str]):
-    """A capture function that runs each capture in the inference worker and waits for it."""
+def worker_capture(request):
+    """A capture function that runs each capture of the batch's ``CaptureRequest`` (its ``source`` is set per
+    input) in the inference worker and waits for it."""
 
     def capture(src: Path, out: Path) -> None:
+        import dataclasses
         import shutil
 
         import bpy
 
         from .operators.worker import CaptureJob
 
-        job = CaptureJob(_ForwardedRequest(str(src), capture_args), _interpreter(bpy.context)).start()
+        job = CaptureJob(dataclasses.replace(request, source=str(src)), _interpreter(bpy.context)).start()
         try:
             state = job.wait()
             if state != job.FINISHED:
@@ -73,7 +48,7 @@ def _interpreter(context):
     import sys as _sys
 
     from .operators import interpreter as interp
-    from .operators.capture import resolve_interpreter, venv_dir
+    from .operators.settings import resolve_interpreter, venv_dir
 
     try:
         return resolve_interpreter(context)
@@ -95,10 +70,23 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def batch_request(args: argparse.Namespace):
+    """The batch's capture options as one ``CaptureRequest`` (no source: each input sets its own), checked
+    before the first input; the worker checks the fit options. CliError names a bad option."""
+    from .cli import CliError
+    from .core.request import CaptureRequest, CaptureRequestError
+
+    try:
+        return CaptureRequest.from_args("", args)
+    except CaptureRequestError as exc:
+        raise CliError(str(exc)) from None
+
+
 def main(argv: list[str], prog: str = "blender -b -c handcap") -> int:
     """Parse ``argv`` (after the command id) and run the batch; returns the exit code (0, 1 or 2)."""
     from .cli import CliError
-    from .cli.convert import capture_argv, run_batch
+    from .cli.convert import run_batch
+    from .core.media import MEDIA_EXTS
 
     parser = build_parser(prog)
     try:
@@ -109,10 +97,11 @@ def main(argv: list[str], prog: str = "blender -b -c handcap") -> int:
         # --- farms (issue 17): chunks and merges run their inference in the worker, like captures ---
         if args.command == "merge":
             return _merge_in_blender(args)
+        request = batch_request(args)
         if getattr(args, "chunk_out", ""):
-            return _chunk_in_blender(args, capture_argv(args))
+            return _chunk_in_blender(args, request.to_argv())
         # --- end of farms ---
-        return run_batch(args, worker_capture(capture_argv(args)), media_extensions())
+        return run_batch(args, worker_capture(request), MEDIA_EXTS)
     except CliError as exc:
         print(f"handcap {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +167,7 @@ def _merge_in_blender(args) -> int:
     from .cli import CliError
     from .cli.merge import batch_options
     from .core.capture import read_capture
+    from .core.media import MEDIA_EXTS
     from .farm.jobs import merge_and_convert
     from .inference.chunks import ChunkError, chunk_source
 
@@ -197,7 +187,7 @@ def _merge_in_blender(args) -> int:
                 args.name or Path(name).stem,
                 name,
                 Path(args.outdir),
-                batch_options(args, media_extensions()),
+                batch_options(args, MEDIA_EXTS),
             )
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"handcap merge: FAILED: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -1,9 +1,13 @@
-"""Add-on preferences (keyed by ``__package__``, the extension's module name)."""
+"""Add-on preferences (keyed by the extension's module name, ``operators.settings.ADDON_ID``).
+
+Operators read them through ``operators.settings.get_prefs``; this module is the UI on top.
+"""
 
 import bpy
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 
-ADDON_ID = __package__
+from .operators.environment import draw_environment
+from .operators.settings import ADDON_ID
 
 
 class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
@@ -59,16 +63,8 @@ class HANDCAP_AddonPreferences(bpy.types.AddonPreferences):
         row.enabled = self.hand_model == "mano"
         row.prop(self, "mano_dir")
         col.prop(self, "default_fov")
-        # Inference environment: status and buttons (imported here: operators load after preferences).
-        from .panels.capture import draw_environment
-
         layout.label(text="Inference Environment")
         draw_environment(layout)
-
-
-def get_prefs(context=None) -> HANDCAP_AddonPreferences:
-    context = context or bpy.context
-    return context.preferences.addons[ADDON_ID].preferences
 
 
 CLASSES = (HANDCAP_AddonPreferences,)

@@ -12,7 +12,8 @@ noise; keypoints outside the image are unseen. Each clip is fitted four ways, in
 * before: today's fit without a camera (55 degree field of view), each hand on its own; and the same with
   the true camera;
 * after (K estimated): the focal length estimated from the clip (``focal.estimate_focal``), sizes coupled
-  and the joint two-hand stage;
+  and the joint two-hand stage (the focal estimate as it was before, without denoising the 3D landmarks
+  over time, is printed beside it);
 * after (K given): the same with the true camera.
 
 Printed per way, averaged over the clips and the frames where both hands are seen: MRRPE (error of the
@@ -23,7 +24,9 @@ each hand) that touch in truth (under 25 mm; the truth's own distance in bracket
 the skin, so touching fingertips are some 20 mm apart).
 
 ge2019_dev part (needs ../shared/data): every hand fitted alone from one photo, with the image's K and with
-K withheld (the focal length estimated from the photo); PA-MPJPE, camera-frame MPJPE, root depth error.
+K withheld (the focal length estimated from the photo); PA-MPJPE, camera-frame MPJPE, root depth error; and
+what the truth says about the set (wrist depths, focal lengths, principal point offsets of the crops, the
+fitted hand's size against the true one).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def synthetic_part(args, models) -> None:
         "after (K estimated)": [],
         "after (K given)": [],
     }
-    seconds = []
+    seconds, focal_before = [], []
     for fov in (30.0, 45.0, 60.0, 75.0, 90.0):
         k = CameraIntrinsics.from_fov(*SIZE, fov).matrix
         for seed in range(args.seeds):
@@ -104,6 +107,9 @@ def synthetic_part(args, models) -> None:
             start = time.perf_counter()
             est = focal.estimate_focal(obs, SIZE)
             seconds.append(time.perf_counter() - start)
+            # the estimate as it was before its 3D landmarks were denoised over time
+            est0 = focal.estimate_focal(obs, SIZE, smooth_frames=0.0)
+            focal_before.append(100 * abs(est0.focal_px / k[0, 0] - 1))
             k_est = CameraIntrinsics(est.focal_px, est.focal_px, SIZE[0] / 2, SIZE[1] / 2, *SIZE).matrix
             fits, _ = F.fit_hands(ordered, obs, k_est, after_opts)
             rows["after (K estimated)"].append(scores(right, left, fits, k, k_est, ordered))
@@ -117,6 +123,13 @@ def synthetic_part(args, models) -> None:
         f"synthetic interacting clips: {args.frames} frames x 2 hands, 5 fields of view x {args.seeds} seeds; "
         f"focal estimate {np.mean(seconds):.2f} s per clip"
     )
+    fb = np.array(focal_before)
+    print(
+        f"focal estimate without the 3D landmarks' denoising over time (the estimate before): error "
+        f"{fb.mean():.1f} % mean, {fb.max():.1f} % worst, {int((fb <= 10).sum())} of {len(fb)} clips within 10 %"
+    )
+    fa = np.array([r["focal"] for r in rows["after (K estimated)"]])
+    print(f"focal estimate now: {int((fa <= 10).sum())} of {len(fa)} clips within 10 %")
     head = "way                          MRRPE  MPJPE R/L mm  focal %  depth R/L %  interpen. mean/max mm  tips mm"
     print(head)
     for name, rs in rows.items():
@@ -130,6 +143,10 @@ def synthetic_part(args, models) -> None:
         )
 
 
+def _rms_size(kp: np.ndarray) -> float:
+    return float(np.sqrt(((kp - kp.mean(0)) ** 2).sum(-1).mean()))
+
+
 def ge2019_part(models) -> None:
     if not GE2019.exists():
         print(f"ge2019_dev: skipped, {GE2019} is absent")
@@ -141,7 +158,7 @@ def ge2019_part(models) -> None:
     summary = evaluate_set(data, landmarker_predictor(HandLandmarker(LandmarkerOptions(max_hands=2, tracking=False))))
     options = F.FitOptions()
     res: dict[str, list] = {"K given": [], "K withheld": []}
-    focal_err = []
+    focal_err, truth, size_ratio = [], [], []
     for im in summary.per_image:
         for hs in im.hands:
             if hs.pred_index is None:
@@ -158,10 +175,14 @@ def ge2019_part(models) -> None:
             est = focal.estimate_focal([obs], (w, h))
             k_est = CameraIntrinsics(est.focal_px, est.focal_px, w / 2, h / 2, w, h).matrix
             focal_err.append(100 * (est.focal_px / im.image.K[0, 0] - 1))
+            kk = im.image.K
+            truth.append((gt.kp3d_mm[0, 2], kk[0, 0], np.hypot(kk[0, 2] - w / 2, kk[1, 2] - h / 2)))
             for name, k in (("K given", im.image.K), ("K withheld", k_est)):
                 (fit,), _ = F.fit_hands([models[side]], [obs], k, options)
                 kp = fit.kp3d[0] * 1000.0
                 gt_mm = gt.kp3d_mm
+                if name == "K given":  # the fitted hand's size against the truth's (RMS about the centroid)
+                    size_ratio.append(_rms_size(kp) / _rms_size(gt_mm))
                 res[name].append(
                     (
                         pa_mpjpe(kp, gt_mm),
@@ -173,6 +194,12 @@ def ge2019_part(models) -> None:
     print(
         f"ge2019_dev: {len(e)} hands, one photo each; focal estimate error median {np.median(e):+.1f} %, "
         f"median |error| {np.median(np.abs(e)):.1f} %"
+    )
+    z, fx, off = np.array(truth).T
+    print(
+        f"  truth: wrist depth {z.min():.0f}-{z.max():.0f} mm, fx {fx.min():.0f}-{fx.max():.0f} px, principal point "
+        f"{np.median(off):.0f} px (max {off.max():.0f}) from the crop's centre; fitted hand size / true (K given) "
+        f"median {np.median(size_ratio):.3f}"
     )
     for name, v in res.items():
         a = np.array(v)

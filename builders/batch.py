@@ -26,7 +26,8 @@ from pathlib import Path
 import bpy
 
 from ..core import retarget_map as rm
-from ..core.naming import PROP_PREFIX
+from ..core import rig_props as rp
+from ..core.media import OUTPUT_FORMATS
 from ..core.retarget_suggest import suggest_mapping
 from . import capture_store
 from .camera import CameraAlignError, MatchOptions, match_camera
@@ -36,7 +37,6 @@ from .importer import ImportOptions, import_capture
 from .retarget import RetargetOptions, retarget
 from .smooth import smooth_new_hands
 
-OUTPUT_FORMATS = ("blend", "fbx", "bvh", "glb")
 CAPTURE_EXT = ".npz"
 
 #: (input file, capture file to write) -> None; raises ValueError / RuntimeError / OSError with a message.
@@ -384,7 +384,7 @@ def _rig(options: BatchOptions) -> bpy.types.Object:
         if rig is None or rig.type != "ARMATURE":
             raise ValueError(f"{options.retarget_blend}: {options.rig_object!r} is not an armature object")
         return rig
-    rigs = [o for o in bpy.data.objects if o.type == "ARMATURE" and PROP_PREFIX + "side" not in o]
+    rigs = [o for o in bpy.data.objects if o.type == "ARMATURE" and not rp.SIDE.on(o)]
     if len(rigs) != 1:
         names = ", ".join(o.name for o in rigs) or "none"
         raise ValueError(f"{options.retarget_blend}: name the rig with --rig-object (armatures: {names})")

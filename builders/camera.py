@@ -23,12 +23,12 @@ import numpy as np
 from mathutils import Matrix
 
 from ..core import naming
+from ..core import rig_props as rp
 from ..core.capture import DOUBTFUL_CONFIDENCE, CameraIntrinsics, Capture, CaptureFormatError, read_capture
 from ..core.keypoints import MANO_TO_KEYPOINTS
 from . import camera_math, capture_store
 from .smooth import is_hand_armature, positions_fn, read_motion, rest_pose
 
-P = naming.PROP_PREFIX
 #: Local rotation of the camera-space Empty under a Blender camera: OpenCV axes -> camera axes.
 SPACE_IN_CAMERA = Matrix.Rotation(math.pi, 4, "X")
 ASPECT_TOLERANCE = 0.01
@@ -62,7 +62,7 @@ class CaptureCamera:
 def camera_space_of(obj):
     """The camera-space Empty of ``obj`` (itself, or up its parent chain from a hand / mesh), else None."""
     while obj is not None:
-        if obj.type == "EMPTY" and P + "intrinsics" in obj:
+        if obj.type == "EMPTY" and rp.INTRINSICS.on(obj):
             return obj
         obj = obj.parent
     return None
@@ -70,20 +70,20 @@ def camera_space_of(obj):
 
 def read_capture_camera(space) -> CaptureCamera:
     try:
-        w, h = (int(v) for v in space[P + "image_size"])
-        fx, fy, cx, cy = (float(v) for v in space[P + "intrinsics"])
+        w, h = rp.IMAGE_SIZE.read(space)
+        fx, fy, cx, cy = rp.INTRINSICS.read(space)
     except (KeyError, TypeError, ValueError):
         raise CameraAlignError(f"{space.name}: not a HandCap camera-space Empty (no capture intrinsics)") from None
     arms = [c for c in space.children if is_hand_armature(c)]
     first = arms[0] if arms else None
-    offset = int(first.get(P + "frame_offset", 0)) if first else 0
-    frames = tuple(int(v) for v in first.get(P + "scene_frames", (offset, offset))) if first else (offset, offset)
+    offset = rp.FRAME_OFFSET.read(first, 0) if first else 0
+    frames = rp.SCENE_FRAMES.read(first, (offset, offset)) if first else (offset, offset)
     return CaptureCamera(
         space=space.name,
-        source=str(space.get(P + "source", "")),
+        source=rp.SOURCE.read(space, ""),
         image_size=(w, h),
         intrinsics=CameraIntrinsics(fx, fy, cx, cy, w, h),
-        fps=float(first.get(P + "fps", 0.0)) if first else 0.0,
+        fps=rp.FPS.read(first, 0.0) if first else 0.0,
         frame_offset=offset,
         scene_frames=(frames[0], frames[-1]),
         armatures=[a.name for a in arms],
@@ -362,7 +362,7 @@ def capture_of(arm) -> Capture:
 
 def joints_world(arm) -> np.ndarray:
     """(21, 3) evaluated joint positions in HandKeypoint order, world space, at the current frame."""
-    names = naming.all_bones(arm[P + "side"])
+    names = naming.all_bones(rp.SIDE.read(arm))
     heads = np.array([tuple(arm.pose.bones[n].head) for n in names], dtype=np.float64)
     m = np.array(arm.matrix_world, dtype=np.float64)
     return (heads @ m[:3, :3].T + m[:3, 3])[MANO_TO_KEYPOINTS]
@@ -384,12 +384,12 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
         if not is_hand_armature(arm):
             raise CameraAlignError(f"{arm.name} is not a HandCap hand armature")
         cap = (captures or {}).get(arm.name) or capture_of(arm)
-        track = cap.hands.get(arm[P + "side"])
+        track = cap.hands.get(rp.SIDE.read(arm))
         if track is None:
-            raise CameraAlignError(f"{arm.name}: its capture has no {arm[P + 'side']} hand")
+            raise CameraAlignError(f"{arm.name}: its capture has no {rp.SIDE.read(arm)} hand")
         k = camera_intrinsics(scene, camera, cap.image_size)
         fit_2d = camera_math.project(np.asarray(track.kp3d, np.float64), cap.intrinsics)
-        frames = int(arm.get(P + "frame_offset", 0)) + np.asarray(cap.frames, np.int64)
+        frames = rp.FRAME_OFFSET.read(arm, 0) + np.asarray(cap.frames, np.int64)
         index = {int(f): t for t, f in enumerate(frames) if track.valid[t]}  # scene frame -> capture row
         plans.append((arm, track, k, fit_2d, index))
         doubtful[arm.name] = {f for f, t in index.items() if track.frame_conf[t] < DOUBTFUL_CONFIDENCE}
@@ -418,7 +418,7 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
         all_e = np.concatenate(list(e.values()))
         sure = [e[f] for f in sorted(e) if f not in doubtful[arm.name]]
         out[arm.name] = ReprojectionReport(
-            side=arm[P + "side"],
+            side=rp.SIDE.read(arm),
             frames=np.array(sorted(e)),
             per_frame_px=np.array([e[f].mean() for f in sorted(e)]),
             mean_px=float(np.nanmean(all_e)),

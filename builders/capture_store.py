@@ -22,14 +22,12 @@ from pathlib import Path
 
 import bpy
 
-from ..core.naming import PROP_PREFIX as P
+from ..core import rig_props as rp
 
 STORE_DIR = "handcap"  # beside the .blend
-CAPTURE_PATH = P + "capture_path"  # as recorded: "//handcap/x.npz" or absolute
-CAPTURE_ABS = P + "capture_path_abs"  # absolute, where it was last kept
-MOVED_FROM = P + "capture_moved_from"  # user-folder copy to remove once the first save has succeeded
-SOURCE = P + "source"  # footage, absolute
-SOURCE_REL = P + "source_rel"  # footage relative to the .blend ("" until saved)
+# the property names (meanings in core.rig_props)
+CAPTURE_PATH, CAPTURE_ABS, MOVED_FROM = rp.CAPTURE_PATH.key, rp.CAPTURE_ABS.key, rp.MOVED_FROM.key
+SOURCE, SOURCE_REL = rp.SOURCE.key, rp.SOURCE_REL.key
 # Written into the user-folder store: only captures in a folder marked so are ever deleted (after a move),
 # never a capture the user imported from a folder of their own.
 STORE_MARKER = ".handcap-capture-store"

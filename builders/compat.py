@@ -10,7 +10,8 @@ Every ``bpy.app.version`` check of the extension lives here; the builders call t
 * EEVEE's engine id is ``BLENDER_EEVEE_NEXT`` in 4.2 to 4.5 and ``BLENDER_EEVEE`` again in 5.0.
 * The Video Sequencer's ``sequences`` became ``strips`` in 4.4.
 * 5.0 moved video output to ``image_settings.media_type`` and the compositor to a node group in
-  ``Scene.compositing_node_group``; before, the scene owns its tree (``use_nodes`` / ``node_tree``).
+  ``Scene.compositing_node_group``; before, the scene owns its tree (``use_nodes`` / ``node_tree``), and
+  Alpha Over's inputs are two sockets named "Image" (``Background`` / ``Foreground`` from 5.0).
 """
 
 from __future__ import annotations
@@ -173,3 +174,62 @@ def set_video_output(image_settings) -> None:
     if BLENDER_5:
         image_settings.media_type = "VIDEO"
     image_settings.file_format = "FFMPEG"
+
+
+# --- compositor ------------------------------------------------------------------------------------------
+
+
+class CompositorInUse(ValueError):
+    """Before 5.0 a scene has one compositor tree of its own; HandCap will not rewire one that holds nodes."""
+
+
+def alpha_over_inputs(node) -> tuple:
+    """(background, foreground) inputs of an Alpha Over node: named from 5.0, the two "Image" sockets before."""
+    if BLENDER_5:
+        return node.inputs["Background"], node.inputs["Foreground"]
+    return node.inputs[1], node.inputs[2]
+
+
+def use_compositor(scene, fill):
+    """Composite ``scene``'s renders through the nodes ``fill(tree)`` adds (it returns the node whose first
+    output is the result). Returns what ``restore_compositor`` needs.
+
+    5.0: a new node group with a Group Output becomes ``scene.compositing_node_group`` (the user's group is
+    only unassigned). Before: the scene's own tree (``use_nodes``) with a Composite node; it must hold no nodes
+    (enabling it adds Blender's defaults, cleared here), and ours are removed again afterwards.
+
+    Raises:
+        CompositorInUse: before 5.0, the scene's compositor tree already holds nodes.
+    """
+    if BLENDER_5:
+        previous = scene.compositing_node_group
+        tree = bpy.data.node_groups.new(".HC_overlay", "CompositorNodeTree")
+        tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+        out = tree.nodes.new("NodeGroupOutput")
+        tree.links.new(fill(tree).outputs[0], out.inputs[0])
+        scene.compositing_node_group = tree
+        return previous, tree
+    had_tree, previous = scene.node_tree is not None, scene.use_nodes
+    if had_tree and len(scene.node_tree.nodes):
+        raise CompositorInUse(
+            f"scene '{scene.name}' has compositor nodes of its own: Blender {bpy.app.version_string} gives a scene "
+            "one compositor, so the footage cannot go under the hands without rewiring it. Render without the "
+            "footage, or from a scene without compositor nodes"
+        )
+    scene.use_nodes = True
+    tree = scene.node_tree
+    tree.nodes.clear()
+    out = tree.nodes.new("CompositorNodeComposite")
+    tree.links.new(fill(tree).outputs[0], out.inputs["Image"])
+    return previous, tree
+
+
+def restore_compositor(scene, state) -> None:
+    """Undo ``use_compositor``: the user's compositor as it was, HandCap's nodes gone."""
+    previous, tree = state
+    if BLENDER_5:
+        scene.compositing_node_group = previous
+        bpy.data.node_groups.remove(tree)
+    else:
+        tree.nodes.clear()
+        scene.use_nodes = previous

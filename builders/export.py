@@ -23,7 +23,8 @@ from pathlib import Path
 import bpy
 from mathutils import Matrix
 
-from ..core.naming import PROP_PREFIX, SIDE_SUFFIX
+from ..core import rig_props as rp
+from ..core.naming import SIDE_SUFFIX
 from .rig import ensure_object_mode
 
 FORMATS = ("fbx", "bvh", "glb")
@@ -117,7 +118,7 @@ def bvh_file_names(path: Path, armatures: Sequence[bpy.types.Object]) -> list[Pa
         return [path]
     names = []
     for obj in armatures:
-        side = obj.get(PROP_PREFIX + "side")
+        side = rp.SIDE.read(obj)
         tag = f".{SIDE_SUFFIX[side]}" if side in SIDE_SUFFIX else f"_{bpy.path.clean_name(obj.name)}"
         names.append(path.with_name(f"{path.stem}{tag}{path.suffix}"))
     if len(set(names)) != len(names):

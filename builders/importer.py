@@ -22,10 +22,9 @@ import bpy
 import numpy as np
 
 from ..core import anatomy, handmodel, naming
+from ..core import rig_props as rp
 from ..core.capture import SIDES, Capture, CaptureFormatError, HandTrack, read_capture
 from . import capture_store, compat, convention, keys, rig, skin
-
-P = naming.PROP_PREFIX
 
 
 class CaptureImportError(ValueError):
@@ -60,10 +59,11 @@ class ImportResult:
         source: the capture's source video / photo.
         collection: the new collection holding everything.
         camera_space: the Empty whose local frame is the OpenCV camera frame (metres).
-        armatures / meshes / actions: side -> object / object / action name (meshes may lack a side).
+        armatures / meshes / actions: track key ("right", "left", "right_2", ...) -> object / object / action
+            name (meshes may lack a key).
         frame_offset: scene frame = frame_offset + source frame index.
         scene_frames: (first, last) scene frame of the capture.
-        keyed_frames: side -> number of frames with pose keys (frames where the hand was found).
+        keyed_frames: track key -> number of frames with pose keys (frames where the hand was found).
         warnings: things the user should know (no mesh, model mismatch, no valid frame).
     """
 
@@ -84,6 +84,7 @@ class ImportResult:
 class _HandPlan:
     """Everything computed for one hand before Blender is touched."""
 
+    key: str  # the capture's track key ("right", "right_2", ...): one rig per track
     side: str
     track: HandTrack
     layout: convention.BoneLayout
@@ -152,7 +153,7 @@ def _sides(capture: Capture, options: ImportOptions) -> list[str]:
         raise CaptureImportError(f"unknown hand sides {unknown}; use {SIDES}")
     if not capture.hands:
         raise CaptureImportError("the capture has no hands (no hand was found in the footage); nothing to import")
-    sides = [s for s in SIDES if s in capture.hands and s in options.sides]
+    sides = [k for s in SIDES if s in options.sides for k in capture.tracks_of(s)]  # track keys
     if not sides:
         raise CaptureImportError(
             f"the capture has only {sorted(capture.hands)} hands, none of the selected {list(options.sides)}"
@@ -160,8 +161,9 @@ def _sides(capture: Capture, options: ImportOptions) -> list[str]:
     return sides
 
 
-def _plan_hand(capture: Capture, side: str, options: ImportOptions, models: dict, warnings: list[str]) -> _HandPlan:
-    track = capture.hands[side]
+def _plan_hand(capture: Capture, key: str, options: ImportOptions, models: dict, warnings: list[str]) -> _HandPlan:
+    track = capture.hands[key]
+    side = track.side
     rest = np.asarray(track.rest_joints, np.float64)
     beta = np.asarray(track.beta, np.float64)
     # The model also gives the rest fingertips, so load it even without a mesh (then quietly).
@@ -191,7 +193,7 @@ def _plan_hand(capture: Capture, side: str, options: ImportOptions, models: dict
         raise CaptureImportError(f"{side} hand: the capture's rest joints make no skeleton ({exc})") from None
     if not np.any(track.valid):
         warnings.append(f"{side} hand: no frame has a valid pose; imported in rest pose without pose keys")
-    return _HandPlan(side=side, track=track, layout=layout, model=model, mesh_vertices=verts)
+    return _HandPlan(key=key, side=side, track=track, layout=layout, model=model, mesh_vertices=verts)
 
 
 def _hand_model(capture: Capture, side: str, models: dict, warnings: list[str]):
@@ -232,9 +234,9 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
     space.rotation_euler = convention.OPENCV_TO_BLENDER_EULER
     k = capture.intrinsics
     capture_store.record_paths(space, "", source)
-    space[P + "image_size"] = [int(v) for v in capture.image_size]
-    space[P + "intrinsics"] = [float(k.fx), float(k.fy), float(k.cx), float(k.cy)]
-    space[P + "intrinsics_source"] = k.source  # given / estimated / default, for the Camera panel
+    rp.IMAGE_SIZE.write(space, capture.image_size)
+    rp.INTRINSICS.write(space, (k.fx, k.fy, k.cx, k.cy))
+    rp.INTRINSICS_SOURCE.write(space, k.source)  # given / estimated / default, for the Camera panel
 
     frames = np.asarray(capture.frames, np.int64)
     scene_frames = (offset + int(frames[0]), offset + int(frames[-1]))
@@ -253,8 +255,8 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
         arm_obj, rest = rig.create_armature(
             context,
             collection,
-            naming.armature_name(source, plan.side),
-            naming.armature_data_name(source, plan.side),
+            _per_track(naming.armature_name(source, plan.side), plan.key),
+            _per_track(naming.armature_data_name(source, plan.side), plan.key),
             plan.layout,
             names,
             parent=space,
@@ -272,7 +274,7 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
                     created.append(material)
             mesh_obj = skin.create_skinned_mesh(
                 collection,
-                naming.mesh_name(source, side),
+                _per_track(naming.mesh_name(source, side), plan.key),
                 arm_obj,
                 plan.mesh_vertices,
                 plan.model.faces,
@@ -281,32 +283,36 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
                 material,
             )
             created += [mesh_obj, mesh_obj.data]
-            result.meshes[side] = mesh_obj.name
-        action = keys.new_action(arm_obj, naming.action_name(source, side))
+            result.meshes[plan.key] = mesh_obj.name
+        action = keys.new_action(arm_obj, _per_track(naming.action_name(source, side), plan.key))
         created.append(action)
         n = _key_hand(arm_obj, action, plan.track, rig.rest_frames(rest[:16]), names, offset, frames, options)
-        result.armatures[side] = arm_obj.name
-        result.actions[side] = action.name
-        result.keyed_frames[side] = n
+        result.armatures[plan.key] = arm_obj.name
+        result.actions[plan.key] = action.name
+        result.keyed_frames[plan.key] = n
     if options.set_scene_timing:
         _set_scene_timing(scene, capture.fps, scene_frames)
     return result
 
 
+def _per_track(name: str, key: str) -> str:
+    """A side's first track keeps ``name``; track "right_2" gets "<name>_2" (one rig per track)."""
+    return name if "_" not in key else f"{name}_{key.rsplit('_', 1)[1]}"
+
+
 def _set_properties(obj, capture: Capture, path: str, side: str, offset: int, frames: np.ndarray) -> None:
     capture_store.record_paths(obj, path, capture.source)
-    obj[P + "hand_model"] = capture.hand_model
-    obj[P + "side"] = side
-    obj[P + "fps"] = float(capture.fps)
-    # scene frame = frame_offset + source frame index
-    obj[P + "frame_offset"] = int(offset)
-    obj[P + "source_frames"] = [int(frames[0]), int(frames[-1])]
-    obj[P + "scene_frames"] = [offset + int(frames[0]), offset + int(frames[-1])]
-    obj[P + "visible"] = 0
-    obj[P + "confidence"] = 0.0
-    ui = obj.id_properties_ui(P + "visible")
+    rp.HAND_MODEL.write(obj, capture.hand_model)
+    rp.SIDE.write(obj, side)
+    rp.FPS.write(obj, capture.fps)
+    rp.FRAME_OFFSET.write(obj, offset)  # scene frame = frame_offset + source frame index
+    rp.SOURCE_FRAMES.write(obj, (frames[0], frames[-1]))
+    rp.SCENE_FRAMES.write(obj, (offset + int(frames[0]), offset + int(frames[-1])))
+    rp.VISIBLE.write(obj, 0)
+    rp.CONFIDENCE.write(obj, 0.0)
+    ui = obj.id_properties_ui(rp.VISIBLE.key)
     ui.update(min=0, max=1, description="1 where the hand was found in this frame (keyed)")
-    ui = obj.id_properties_ui(P + "confidence")
+    ui = obj.id_properties_ui(rp.CONFIDENCE.key)
     ui.update(min=0.0, max=1.0, description="Hand detection confidence in this frame (keyed)")
 
 
@@ -314,9 +320,9 @@ def _key_hand(arm_obj, action, track: HandTrack, frames16, names, offset, frames
     valid = np.asarray(track.valid, bool)
     scene_all = (offset + frames).astype(np.float64)
     channels = [
-        keys.Channel(f'["{P}visible"]', 0, scene_all, valid.astype(np.float64), interpolation="CONSTANT"),
+        keys.Channel(f'["{rp.VISIBLE.key}"]', 0, scene_all, valid.astype(np.float64), interpolation="CONSTANT"),
         keys.Channel(
-            f'["{P}confidence"]', 0, scene_all, np.where(valid, track.frame_conf, 0.0), interpolation="LINEAR"
+            f'["{rp.CONFIDENCE.key}"]', 0, scene_all, np.where(valid, track.frame_conf, 0.0), interpolation="LINEAR"
         ),
     ]
     n = int(valid.sum())

@@ -17,6 +17,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..core import rig_props as rp
 from ..core.keypoints import KEYPOINT_BONES
 from . import camera_math, compat
 from .camera import CameraAlignError, background_clip, camera_intrinsics, capture_of, check_clip_size, joints_world
@@ -62,7 +63,6 @@ def _save_state(scene) -> dict:
     return {
         "camera": scene.camera,
         "frame": scene.frame_current,
-        "tree": scene.compositing_node_group,
         "engine": r.engine,
         "film": r.film_transparent,
         "filepath": r.filepath,
@@ -77,7 +77,6 @@ def _save_state(scene) -> dict:
 def _restore_state(scene, state: dict) -> None:
     r = scene.render
     scene.camera = state["camera"]
-    scene.compositing_node_group = state["tree"]
     r.engine, r.film_transparent, r.filepath = state["engine"], state["film"], state["filepath"]
     r.use_compositing = state["use_compositing"]
     r.image_settings.file_format, r.image_settings.color_mode = state["format"], state["color_mode"]
@@ -85,10 +84,8 @@ def _restore_state(scene, state: dict) -> None:
     scene.frame_set(state["frame"])
 
 
-def _compositor_tree(clip):
-    """Movie Clip (scaled to the render size) under the rendered hands."""
-    tree = bpy.data.node_groups.new(".HC_overlay", "CompositorNodeTree")
-    tree.interface.new_socket("Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+def _footage_under_hands(clip, tree):
+    """Nodes putting the Movie Clip (scaled to the render size) under the rendered hands; returns the last."""
     nodes, links = tree.nodes, tree.links
     movie = nodes.new("CompositorNodeMovieClip")
     movie.clip = clip
@@ -99,12 +96,11 @@ def _compositor_tree(clip):
         scale.space = "RENDER_SIZE"
     layers = nodes.new("CompositorNodeRLayers")
     over = nodes.new("CompositorNodeAlphaOver")
-    out = nodes.new("NodeGroupOutput")
+    background, foreground = compat.alpha_over_inputs(over)
     links.new(movie.outputs["Image"], scale.inputs[0])
-    links.new(scale.outputs[0], over.inputs["Background"])
-    links.new(layers.outputs["Image"], over.inputs["Foreground"])
-    links.new(over.outputs[0], out.inputs[0])
-    return tree
+    links.new(scale.outputs[0], background)
+    links.new(layers.outputs["Image"], foreground)
+    return over
 
 
 def _disk_offsets(radius: int) -> np.ndarray:
@@ -169,7 +165,7 @@ def _marks_for_frame(scene, camera, hands, frame: int, options: OverlayOptions) 
         scale = np.array(render, np.float64) / np.array(cap.image_size, np.float64)
         if options.draw_keypoints:
             marks.append(
-                (np.asarray(cap.hands[arm["handcap_side"]].kp2d[t], np.float64) * scale, KEYPOINT_COLOR, False)
+                (np.asarray(cap.hands[rp.SIDE.read(arm)].kp2d[t], np.float64) * scale, KEYPOINT_COLOR, False)
             )
         if options.draw_joints:
             k = camera_intrinsics(scene, camera, render)
@@ -227,20 +223,24 @@ def render_overlay(context, camera, hands_arms, options: OverlayOptions) -> Over
     if options.draw_keypoints or options.draw_joints:
         for arm in hands_arms:
             cap = capture_of(arm)
-            frames = int(arm.get("handcap_frame_offset", 0)) + np.asarray(cap.frames, np.int64)
-            valid = cap.hands[arm["handcap_side"]].valid
+            frames = rp.FRAME_OFFSET.read(arm, 0) + np.asarray(cap.frames, np.int64)
+            valid = cap.hands[rp.SIDE.read(arm)].valid
             hands.append((arm, cap, {int(f): t for t, f in enumerate(frames) if valid[t]}))
     out_dir = Path(bpy.path.abspath(options.output_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
 
     state = _save_state(scene)
-    tree = _compositor_tree(clip) if options.show_footage else None
+    comp = None
+    if options.show_footage:
+        try:
+            comp = compat.use_compositor(scene, lambda tree: _footage_under_hands(clip, tree))
+        except compat.CompositorInUse as exc:
+            raise CameraAlignError(str(exc)) from None
     result = OverlayResult()
     try:
         r = scene.render
         scene.camera = camera
-        scene.compositing_node_group = tree
-        r.use_compositing = tree is not None
+        r.use_compositing = comp is not None
         r.engine = compat.render_engine(options.engine)
         r.film_transparent = True
         r.image_settings.file_format = "PNG"
@@ -258,8 +258,8 @@ def render_overlay(context, camera, hands_arms, options: OverlayOptions) -> Over
             result.files.append(path)
     finally:
         _restore_state(scene, state)
-        if tree is not None:
-            bpy.data.node_groups.remove(tree)
+        if comp is not None:
+            compat.restore_compositor(scene, comp)
     if options.video:
         size = (scene.render.resolution_x * scene.render.resolution_percentage // 100,
                 scene.render.resolution_y * scene.render.resolution_percentage // 100)  # fmt: skip

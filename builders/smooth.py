@@ -21,6 +21,7 @@ import bpy
 import numpy as np
 
 from ..core import naming
+from ..core import rig_props as rp
 from ..core.keypoints import MANO_TO_KEYPOINTS
 from ..core.smoothing import (
     MANO_JOINT_GROUPS,
@@ -32,11 +33,10 @@ from ..core.smoothing import (
 )
 from . import compat, convention, keys
 
-P = naming.PROP_PREFIX
 #: Fewest keyed frames for which new hands get smoothed on import (a photo or a glimpse has no motion).
 MIN_SMOOTH_FRAMES = 3
-VISIBLE_PATH = f'["{P}visible"]'
-CONFIDENCE_PATH = f'["{P}confidence"]'
+VISIBLE_PATH = f'["{rp.VISIBLE.key}"]'
+CONFIDENCE_PATH = f'["{rp.CONFIDENCE.key}"]'
 
 
 class SmoothMotionError(ValueError):
@@ -64,7 +64,7 @@ class ArmatureMotion:
 
 
 def is_hand_armature(obj) -> bool:
-    return obj is not None and obj.type == "ARMATURE" and obj.get(P + "side") in naming.SIDE_SUFFIX
+    return obj is not None and obj.type == "ARMATURE" and rp.SIDE.read(obj) in naming.SIDE_SUFFIX
 
 
 def hand_armature_of(obj):
@@ -107,7 +107,7 @@ def _bone_paths(side: str) -> tuple[list[str], str]:
 
 def read_motion(obj, action) -> ArmatureMotion:
     """Sample ``action``'s HandCap channels on the captured frames (see ``ArmatureMotion``)."""
-    side = obj[P + "side"]
+    side = rp.SIDE.read(obj)
     bag = _bag(action, obj)
     rot_paths, loc_path = _bone_paths(side)
     visible = _keys(bag, VISIBLE_PATH)
@@ -141,7 +141,7 @@ def read_motion(obj, action) -> ArmatureMotion:
 
 def rest_pose(obj) -> tuple[np.ndarray, np.ndarray]:
     """(21, 4, 4) ``Bone.matrix_local`` in naming order (16 joints, 5 tips) and (21,) parent indices."""
-    side = obj[P + "side"]
+    side = rp.SIDE.read(obj)
     names = naming.all_bones(side)
     bones = obj.data.bones
     missing = [n for n in names if n not in bones]
@@ -170,7 +170,7 @@ def positions_fn(rest: np.ndarray, parents: np.ndarray):
 
 
 def _write_pose(obj, action, frames, rot, loc, rot_keys, loc_keys, interpolation) -> None:
-    side = obj[P + "side"]
+    side = rp.SIDE.read(obj)
     bag = _bag(action, obj)
     rot_paths, loc_path = _bone_paths(side)
     for fc in [fc for fc in bag.fcurves if fc.data_path in rot_paths or fc.data_path == loc_path]:
@@ -228,7 +228,7 @@ def smooth_armature(obj, settings: SmoothingSettings | None = None) -> Smoothing
     if not np.any(data.motion.valid):
         raise SmoothMotionError(f"{obj.name}: nothing captured to smooth (no frame has the hand)")
     rest, parents = rest_pose(obj)
-    fps = float(obj.get(P + "fps", 0.0))
+    fps = rp.FPS.read(obj, 0.0)
     result = smooth_motion(data.motion, settings, fps, positions_fn(rest, parents))
     raw_action(obj)  # everything checked: keep the captured keys before overwriting them
     interp = "LINEAR" if settings.reduce_keys else data.interpolation

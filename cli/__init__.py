@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 # Imported before any subcommand imports torch: the package sets OpenMP's wait policy, which only counts
@@ -59,6 +60,11 @@ def fit_options_from_args(args, **base):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m handcap", description="HandCap: hands from video into Blender.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--capabilities",
+        action="store_true",
+        help="print what this build offers as one JSON line (Blender's worker asks it) and exit",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = _load(module_name)
@@ -84,9 +90,25 @@ def _version() -> str:
     return __version__
 
 
+def capabilities() -> dict:
+    """What this build's command line offers: version, commands, the capture options' flags and whether
+    ``capture`` writes JSON progress (``--progress-json``). Blender's worker reads it before each job."""
+    from ..core.request import option_flags
+
+    return {
+        "version": _version(),
+        "commands": list(SUBCOMMANDS),
+        "capture_options": option_flags(),
+        "progress_json": True,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.capabilities:
+        print(json.dumps(capabilities()))
+        return 0
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

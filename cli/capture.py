@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from . import CliError, add_fit_argument, fit_options_from_args
-
-
-def _frame_range(text: str) -> tuple[int | None, int | None]:
-    """ "A:B", "A:" or ":B" -> (start, stop), stop exclusive."""
-    parts = text.split(":")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected A:B (e.g. 100:200), got {text!r}")
-    try:
-        start, stop = (int(p) if p.strip() else None for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"frame numbers must be integers, got {text!r}") from None
-    if (start or 0) < 0 or (stop or 0) < 0:
-        raise argparse.ArgumentTypeError(f"frame numbers count from 0; negative frames are refused, got {text!r}")
-    if start is not None and stop is not None and stop <= start:
-        raise argparse.ArgumentTypeError(f"empty frame range {text!r} (B must be greater than A)")
-    return start, stop
+from . import CliError
 
 
 def add_capture_arguments(p) -> None:
-    """The capture options (also used by ``handcap report`` for photo and video inputs)."""
-    p.add_argument("--frames", type=_frame_range, metavar="A:B", help="source frames A..B-1, 0-based (default all)")
-    p.add_argument("--stride", type=int, default=1, metavar="N", help="use every N-th frame (default 1)")
-    p.add_argument("--hands", type=int, choices=(1, 2), default=2, help="most hands to capture (default 2)")
-    p.add_argument("--focal-mm", type=float, metavar="F", help="camera focal length in mm (with --sensor-mm)")
-    p.add_argument("--sensor-mm", type=float, metavar="S", help="camera sensor width in mm (default 36)")
-    p.add_argument("--focal-px", type=float, metavar="F", help="camera focal length in pixels")
-    p.add_argument(
-        "--fov",
-        type=float,
-        metavar="DEG",
-        help="horizontal field of view in degrees (no camera option: the focal length is estimated from the hands)",
-    )
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default auto)")
-    p.add_argument("--model", choices=("builtin", "mano"), default="builtin", help="hand model (default builtin)")
-    p.add_argument("--mano-dir", metavar="DIR", help="folder with your MANO_RIGHT.pkl / MANO_LEFT.pkl (--model mano)")
-    p.add_argument("--mirrored", action="store_true", help="the footage is a mirrored selfie view (swaps sides)")
-    p.add_argument(
-        "--min-confidence",
-        type=float,
-        default=0.2,
-        metavar="C",
-        help="drop a hand whose best frame's confidence (0..1) is below C (default 0.2)",
-    )
-    add_fit_argument(p)
+    """The capture options (``core.request.CaptureRequest``'s flags; also ``convert``, ``report``, ``farm``)."""
+    from ..core.request import CaptureRequest
+
+    CaptureRequest.add_arguments(p)
 
 
 def add_parser(subparsers, name: str, help_text: str):
@@ -71,32 +33,20 @@ def add_parser(subparsers, name: str, help_text: str):
 
 
 def options_from_args(source, args):
-    """Checked CaptureOptions from parsed capture arguments (CliError names a bad one)."""
-    from ..inference.capture_job import CaptureJobError, CaptureOptions
+    """The checked capture request from parsed capture arguments (CliError names a bad one), fit options
+    included (this loads torch: the CLI reports a bad ``--fit`` before any frame is read)."""
+    from ..core.request import CaptureRequest, CaptureRequestError
+    from ..inference.capture_job import fit_options
 
-    if getattr(args, "mano_dir", None) and args.model != "mano":
-        raise CliError("--mano-dir is only used with --model mano")
-    options = CaptureOptions(
-        source=str(source),
-        frames=args.frames,
-        stride=args.stride,
-        hands=args.hands,
-        focal_mm=args.focal_mm,
-        sensor_mm=args.sensor_mm,
-        focal_px=args.focal_px,
-        fov_deg=args.fov,
-        device=args.device,
-        model=args.model,
-        mano_dir=args.mano_dir or None,
-        mirrored=args.mirrored,
-        min_confidence=args.min_confidence,
-        fit=fit_options_from_args(args),
-    )
     try:
-        options.validate()
-    except CaptureJobError as exc:
+        request = CaptureRequest.from_args(source, args)
+    except CaptureRequestError as exc:
         raise CliError(str(exc)) from None
-    return options
+    try:
+        fit_options(request)
+    except ValueError as exc:  # FitError: an unknown fit option or a bad value
+        raise CliError(str(exc)) from None
+    return request
 
 
 def capture_from_args(source, args, progress=None):

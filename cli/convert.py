@@ -11,9 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..core.media import OUTPUT_FORMATS as FORMATS
 from . import CliError
-
-FORMATS = ("blend", "fbx", "bvh", "glb")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,6 +71,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"frames shared by neighbouring chunks (default {DEFAULT_OVERLAP})",
     )
+    c.add_argument(
+        "--after-chunk",
+        metavar="PREV.npz",
+        default="",
+        help="the chunk file of the chunk before this one: go on from its tracker state, so that the landmarks "
+        "are the whole clip's (without it the chunk's tracker starts afresh)",
+    )
     # --- end of chunked capture ---
 
 
@@ -85,29 +91,6 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     )
     add_arguments(p)
     p.set_defaults(run=run)
-
-
-def capture_argv(args: argparse.Namespace) -> list[str]:
-    """The parsed capture options as ``python -m handcap capture`` arguments (for the inference worker)."""
-    out: list[str] = []
-    if args.frames is not None:
-        first, stop = args.frames
-        out += ["--frames", f"{'' if first is None else first}:{'' if stop is None else stop}"]
-    out += ["--stride", str(args.stride), "--hands", str(args.hands), "--device", args.device, "--model", args.model]
-    for flag, value in (("--focal-mm", args.focal_mm), ("--sensor-mm", args.sensor_mm)):
-        if value is not None:
-            out += [flag, repr(float(value))]
-    for flag, value in (("--focal-px", args.focal_px), ("--fov", args.fov)):
-        if value is not None:
-            out += [flag, repr(float(value))]
-    if args.mano_dir:
-        out += ["--mano-dir", str(args.mano_dir)]
-    if args.mirrored:
-        out.append("--mirrored")
-    out += ["--min-confidence", repr(float(args.min_confidence))]
-    for pair in getattr(args, "fit", None) or []:
-        out += ["--fit", pair]
-    return out
 
 
 def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
@@ -140,7 +123,7 @@ def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], 
     if registered:
         # bpy as a module, or a script run from a checkout, without the extension enabled: register HandCap's
         # classes, whose properties hold what the saved files need (the smoothing's raw keys and settings)
-        from .. import register
+        from ..registration import register
 
         register()
     try:
@@ -149,7 +132,7 @@ def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], 
         raise CliError(str(exc)) from None
     finally:
         if registered:  # bpy 4.2 / 4.5 modules crash / hang at exit with Python classes still registered
-            from .. import unregister
+            from ..registration import unregister
 
             unregister()
 
@@ -165,16 +148,11 @@ def in_process_capture(args: argparse.Namespace, log=print):
     def capture(src: Path, out: Path) -> None:
         # torch loads on the first video, not for runs of .npz captures only
         from ..core.capture import write_capture
-        from ..inference.capture_job import PHOTO_RANGE_NOTE, resolve_device, run_capture
-        from ..inference.landmarker import HandLandmarker, LandmarkerOptions
+        from ..inference.capture_job import PHOTO_RANGE_NOTE, landmarker_for, run_capture
 
         options = options_from_args(src, args)
         if "landmarker" not in state:
-            state["landmarker"] = HandLandmarker(
-                LandmarkerOptions(
-                    max_hands=options.hands, device=resolve_device(options.device), mirrored_input=options.mirrored
-                )
-            )
+            state["landmarker"] = landmarker_for(options)
         result = run_capture(options, progress=_throttled(log), landmarker=state["landmarker"])
         for warning in result.warnings:
             if warning == PHOTO_RANGE_NOTE:
@@ -217,7 +195,9 @@ def run(args: argparse.Namespace) -> int:
             "blender -b -c handcap convert ..."
         ) from None
     try:
-        from ..inference.sources import IMAGE_EXTS, VIDEO_EXTS
+        from ..inference import sources  # noqa: F401 - opencv: decoding videos and photos
     except ImportError as exc:
         raise CliError(f"capturing needs the inference requirements ({exc}); pip install handcap[inference]") from None
-    return run_batch(args, in_process_capture(args), frozenset(IMAGE_EXTS | VIDEO_EXTS))
+    from ..core.media import MEDIA_EXTS
+
+    return run_batch(args, in_process_capture(args), MEDIA_EXTS)

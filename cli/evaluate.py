@@ -14,6 +14,13 @@ def add_parser(subparsers, name: str, help_text: str):
     p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default auto)")
     p.add_argument("--max-hands", type=int, default=2, help="most hands per image (default 2)")
+    p.add_argument(
+        "--detect",
+        choices=("tiled", "full"),
+        default="tiled",
+        help="palm search: the full view plus a coarse view and overlapping tiles at finer scales (default), "
+        "or the full view only (MediaPipe's)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images / crops per network call (default 16)")
     p.add_argument(
         "--refine",
@@ -41,6 +48,7 @@ def run(args) -> int:
 
     from ..inference.evaluation import SetFormatError, evaluate_set, landmarker_predictor, load_annotated_set
     from ..inference.landmarker import HandLandmarker, LandmarkerOptions
+    from ..inference.multiscale import FULL_VIEW_ONLY, DetectionOptions
     from ..inference.nets import WeightsError
     from ..inference.sources import SourceError
 
@@ -54,6 +62,7 @@ def run(args) -> int:
             batch_size=args.batch_size,
             refine=args.refine,
             mirrored_input=args.mirrored,
+            detection=FULL_VIEW_ONLY if args.detect == "full" else DetectionOptions(),
         )
         landmarker = HandLandmarker(options)
         progress = None

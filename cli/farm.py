@@ -20,8 +20,9 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
         name,
         help=help_text,
         description="Convert a library of videos and photos on a Ray cluster: each clip is split into overlapping "
-        "chunks whose landmarks are computed in parallel, then merged and fitted once per clip and converted as "
-        "`convert` does. Finished chunks are kept in OUTDIR/.handcap-farm/, so a rerun does only what is missing.",
+        "chunks, each going on from its predecessor's tracker state (so the landmarks are the whole clip's; the "
+        "clips run in parallel), then merged and fitted once per clip and converted as `convert` does. Finished "
+        "chunks are kept in OUTDIR/.handcap-farm/, so a rerun does only what is missing.",
     )
     add_arguments(p)
     g = p.add_argument_group("farm")
@@ -54,24 +55,33 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "chunk_out", None):
-        raise CliError("--chunk-out belongs to convert (one chunk per call); farm plans the chunks itself")
+    if getattr(args, "chunk_out", None) or getattr(args, "after_chunk", None):
+        raise CliError("--chunk-out / --after-chunk belong to convert (one chunk per call); farm plans the chunks")
     try:
         import bpy  # noqa: F401
 
         from ..inference.sources import IMAGE_EXTS, VIDEO_EXTS
     except ImportError as exc:
         raise CliError(f"farm needs bpy and the inference requirements on the driver too ({exc})") from None
+    from ..core.request import CaptureRequest, CaptureRequestError
     from ..farm.driver import FarmError, FarmOptions, run_farm
     from ..inference.chunks import ChunkError, plan_chunks
-    from .capture import options_from_args
     from .convert import batch_options
 
     try:
         plan_chunks(range(1), args.chunk_frames, args.overlap)  # option errors before Ray starts
     except ChunkError as exc:
         raise CliError(str(exc)) from None
-    capture = options_from_args("", args)
+    try:  # no torch here: the driver starts the cluster's work sooner (torch loads in check_fit, meanwhile)
+        capture = CaptureRequest.from_args("", args)
+    except CaptureRequestError as exc:
+        raise CliError(str(exc)) from None
+
+    def check_fit() -> None:
+        from ..inference.capture_job import fit_options
+
+        fit_options(capture)  # FitError (a ValueError) names a bad --fit
+
     options = FarmOptions(
         batch=batch_options(args, frozenset(IMAGE_EXTS | VIDEO_EXTS)),
         capture=capture,
@@ -83,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         cpus_per_chunk=args.cpus_per_chunk,
         gpus_per_chunk=args.gpus_per_chunk,
         max_retries=args.max_retries,
+        check=check_fit,
     )
     try:
         return run_farm(options, log=lambda line: print(line, flush=True)).exit_code

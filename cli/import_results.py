@@ -24,7 +24,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(subparsers, name: str, help_text: str):
-    from ..inference.foreign.layouts import LAYOUTS
+    from ..inference.foreign.common import LAYOUTS
 
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument("input", metavar="FILE", help="results file: .npz / .json (MANO or MediaPipe), .csv, .npy")

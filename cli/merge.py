@@ -14,7 +14,7 @@ from . import CliError
 
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    from .convert import FORMATS
+    from ..core.media import OUTPUT_FORMATS as FORMATS
 
     p = subparsers.add_parser(
         name,
@@ -116,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def chunk_from_args(args: argparse.Namespace) -> int:
-    """``convert INPUT --frames A:B --chunk-out CHUNK.npz``: the landmarks of one chunk into a chunk file."""
-    from ..inference.chunks import ChunkError, capture_chunk, plan_chunks, write_chunk
+    """``convert INPUT --frames A:B --chunk-out CHUNK.npz [--after-chunk PREV.npz]``: the landmarks of one chunk
+    into a chunk file, going on from the previous chunk's tracker state when it is given."""
+    from ..inference.chunks import ChunkError, capture_chunk, plan_chunks, read_chunk, write_chunk
     from ..inference.sources import open_source
     from .capture import options_from_args
 
@@ -138,7 +139,8 @@ def chunk_from_args(args: argparse.Namespace) -> int:
                 f"--frames {args.frames[0]}:{args.frames[1]} is not a chunk of {source} with --chunk-frames "
                 f"{args.chunk_frames} --overlap {args.overlap} (its chunks: {listed})"
             )
-        result = capture_chunk(options, spec, plan)
+        previous = read_chunk(args.after_chunk) if getattr(args, "after_chunk", "") else None
+        result = capture_chunk(options, spec, plan, previous=previous)
         Path(args.chunk_out).parent.mkdir(parents=True, exist_ok=True)
         write_chunk(args.chunk_out, result)
     except (ValueError, OSError) as exc:  # SourceError, ChunkError, CaptureJobError carry the reason

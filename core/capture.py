@@ -2,7 +2,8 @@
 
 A capture is one ``.npz`` archive (no pickle: read with ``allow_pickle=False``)
 holding a JSON metadata entry ``meta`` (UTF-8 bytes as a uint8 array) and, per
-hand track, arrays named ``<side>.<field>``. Units and frames:
+hand track, arrays named ``<key>.<field>`` (key "right", "left", "right_2", ...;
+validation in ``capture_checks``). Units and frames:
 
 * camera frame: OpenCV axes (x right, y down, z forward), metres;
 * image coordinates: pixels, origin at the top-left corner of the top-left pixel;
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -26,46 +26,42 @@ from pathlib import Path
 
 import numpy as np
 
-from .keypoints import MANO_PARENTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS, ManoJoint
+from .capture_checks import (  # noqa: F401  (limits and helpers re-exported: callers import them from here)
+    BONE_LENGTH_M,
+    FIELD_RANGES,
+    FOCAL_RANGE,
+    MAX_FPS,
+    MAX_FRAME,
+    MAX_IMAGE_SIDE,
+    MAX_PIXEL_ASPECT,
+    MAX_SHIFT,
+    SIDES,
+    TRACK_KEY,
+    CaptureFormatError,
+    _check_intrinsics,
+    _check_text,
+    _check_track,
+    _is_int,
+    _is_number,
+    _short,
+    key_side,
+)
+from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from .npzread import ZIP_ERRORS, NpzMemberError, read_member
 
 FORMAT_NAME = "handcap.capture"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # version 1 had no ``joint_offsets`` (read as zeros)
-READABLE_VERSIONS = (1, 2)
-SIDES = ("right", "left")
+# version 2 held at most one track per side, keyed "right" / "left"; version 3 any number (``track_key``)
+READABLE_VERSIONS = (1, 2, 3)
 #: Frames whose ``frame_conf`` is below this are doubtful (e.g. a crop that read as the other hand): smoothing
 #: replaces them by default and the overlay readout reports them apart.
 DOUBTFUL_CONFIDENCE = 0.3
 
-# Read-time limits (checked by ``Capture.validate``, so by the reader and the writer). Past them a file is no
-# capture HandCap made, and accepting it would only move the failure into the importer (Blender's frame,
-# resolution, pixel-aspect and lens-shift limits) or into an absurd allocation.
-MAX_FRAME = 1_048_574  # Blender's largest frame number (MAXFRAME)
-MAX_IMAGE_SIDE = 65_536  # Blender's largest render resolution
-MAX_FPS = 10_000.0
-FOCAL_RANGE = (1e-3, 1e3)  # fx, fy in image widths: fields of view of about 179.9 to 0.06 degrees
-MAX_PIXEL_ASPECT = 100.0  # fx / fy (Blender's pixel aspect goes to 200)
-MAX_SHIFT = 10.0  # principal point off centre, image widths (Blender's lens shift limit)
-BONE_LENGTH_M = (1e-3, 0.5)  # every rest bone, joint to parent: a hand's are 1-10 cm
-#: (low, high) of every value of a float field; fits stay far inside (|beta| <= ~5, offsets a few mm).
-FIELD_RANGES = {
-    "theta": (-1e3, 1e3),  # radians
-    "beta": (-100.0, 100.0),  # standard deviations of the shape space
-    "transl": (-1e3, 1e3),  # metres
-    "kp2d": (-1e6, 1e6),  # pixels
-    "kp3d": (-1e3, 1e3),  # metres
-    "frame_conf": (0.0, 1.0),
-    "kp_conf": (0.0, 1.0),
-    "rest_joints": (-1.0, 1.0),  # metres
-    "joint_offsets": (-0.1, 0.1),  # metres
-}
 MAX_META_BYTES = 16 << 20
-MAX_MEMBERS = 64
-
-
-class CaptureFormatError(ValueError):
-    """A capture file (or a capture about to be written) is invalid."""
+#: Most hand tracks in one capture (each is 10 members).
+MAX_TRACKS = 32
+MAX_MEMBERS = 2 + 10 * MAX_TRACKS
 
 
 class CaptureWriteError(CaptureFormatError):
@@ -205,7 +201,8 @@ class Capture:
         image_size: (width, height) in pixels.
         intrinsics: camera intrinsics used for the fit.
         hand_model: id of the hand model, e.g. "builtin-v1" or "mano".
-        hands: side -> HandTrack (at most one per side).
+        hands: track key -> HandTrack: "right" and "left" for each side's first track, "right_2", "left_2",
+            ... for further ones (version 3; ``track_key``); each track's ``side`` is its key's side.
         info: free JSON-serialisable extras (fit residuals, tool versions, options).
     """
 
@@ -247,102 +244,23 @@ class Capture:
         if not isinstance(self.info, dict):
             raise CaptureFormatError(f"info must be a JSON object, got {type(self.info).__name__}")
         if not isinstance(self.hands, dict):
-            raise CaptureFormatError(f"hands must be a dict side -> HandTrack, got {type(self.hands).__name__}")
-        for side, track in self.hands.items():
-            _check_track(side, track, t)
+            raise CaptureFormatError(f"hands must be a dict key -> HandTrack, got {type(self.hands).__name__}")
+        if len(self.hands) > MAX_TRACKS:
+            raise CaptureFormatError(f"{len(self.hands)} hand tracks; a capture holds at most {MAX_TRACKS}")
+        for key, track in self.hands.items():
+            _check_track(key, track, HandTrack.shapes(t))
+
+    def tracks_of(self, side: str) -> list[str]:
+        """Keys of the tracks of ``side``, first track first ("right", "right_2", ...)."""
+        keys = [k for k in self.hands if key_side(k) == side]
+        return sorted(keys, key=lambda k: int(TRACK_KEY.match(k).group(2) or 1))
 
 
-def _is_number(v) -> bool:
-    """A real, finite number that converts to a float (JSON integers may have any number of digits)."""
-    if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
-        return False
-    try:
-        return math.isfinite(float(v))
-    except OverflowError:
-        return False
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-
-def _short(v) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_text(name: str, value, empty_ok: bool) -> None:
-    if not isinstance(value, str) or (not value and not empty_ok):
-        raise CaptureFormatError(f"{name} must be a {'' if empty_ok else 'non-empty '}string, got {_short(value)}")
-    try:
-        value.encode("utf-8")  # a lone surrogate from JSON "\ud800" would fail in Blender
-    except UnicodeEncodeError:
-        raise CaptureFormatError(f"{name} is not valid text: {_short(value)}") from None
-    if "\x00" in value:
-        raise CaptureFormatError(f"{name} contains a NUL character: {_short(value)}")
-
-
-def _check_intrinsics(k: CameraIntrinsics, w: int, h: int) -> None:
-    values = [getattr(k, n, None) for n in ("fx", "fy", "cx", "cy")]
-    if not all(_is_number(v) for v in values):
-        raise CaptureFormatError(f"camera intrinsics must be finite numbers, got {_short(values)}")
-    fx, fy, cx, cy = (float(v) for v in values)
-    lo, hi = FOCAL_RANGE
-    if not (lo * w <= fx <= hi * w and lo * w <= fy <= hi * w):
-        raise CaptureFormatError(
-            f"camera intrinsics must be finite with positive focal lengths of {lo:g}..{hi:g} image widths, "
-            f"got fx {fx:.6g}, fy {fy:.6g} px for a width of {w} px"
-        )
-    if not 1 / MAX_PIXEL_ASPECT <= fx / fy <= MAX_PIXEL_ASPECT:
-        raise CaptureFormatError(f"camera pixel aspect fx / fy = {fx / fy:.6g} is outside 1/{MAX_PIXEL_ASPECT:g}..")
-    # the lens shifts camera_math gives Blender, in image widths
-    if abs(w / 2 - cx) > MAX_SHIFT * w or abs(cy - h / 2) * fx / fy > MAX_SHIFT * w:
-        raise CaptureFormatError(
-            f"principal point ({cx:.6g}, {cy:.6g}) px is more than {MAX_SHIFT:g} widths off centre"
-        )
-
-
-def _check_track(side, track, t: int) -> None:
-    if side not in SIDES or getattr(track, "side", None) != side:
-        raise CaptureFormatError(
-            f"hand track key {_short(side)} / side {_short(getattr(track, 'side', None))} must be one of {SIDES}"
-        )
-    for name, shape in HandTrack.shapes(t).items():
-        try:
-            arr = np.asarray(getattr(track, name))
-        except (ValueError, TypeError) as exc:
-            raise CaptureFormatError(f"{side}.{name}: not an array ({exc})") from None
-        if arr.shape != shape:
-            raise CaptureFormatError(f"{side}.{name}: expected shape {shape}, got {arr.shape}")
-        if name == "valid":
-            if arr.dtype != np.bool_:
-                raise CaptureFormatError(f"{side}.valid: expected bool, got {arr.dtype}")
-            continue
-        if arr.dtype.kind not in "fiu":
-            raise CaptureFormatError(f"{side}.{name}: expected float32 numbers, got {arr.dtype}")
-        if not np.all(np.isfinite(arr)):
-            raise CaptureFormatError(f"{side}.{name}: contains NaN or inf")
-        lo, hi = FIELD_RANGES.get(name, (-np.inf, np.inf))
-        if arr.size and (arr.min() < lo or arr.max() > hi):
-            raise CaptureFormatError(
-                f"{side}.{name}: values {arr.min():.6g}..{arr.max():.6g} are outside {lo:g}..{hi:g}"
-            )
-    _check_skeleton(side, np.asarray(track.rest_joints, np.float64))
-
-
-def _check_skeleton(side: str, rest: np.ndarray) -> None:
-    """The rest joints must make a hand: bone lengths in range and a palm plane (the importer builds bones on it)."""
-    bones = np.linalg.norm(rest[1:] - rest[MANO_PARENTS[1:]], axis=-1)
-    lo, hi = BONE_LENGTH_M
-    if bones.min() < lo or bones.max() > hi:
-        raise CaptureFormatError(
-            f"{side}.rest_joints: bone lengths {bones.min() * 1e3:.4g}..{bones.max() * 1e3:.4g} mm, "
-            f"expected {lo * 1e3:g}..{hi * 1e3:g} mm (not a hand skeleton in metres)"
-        )
-    a = rest[ManoJoint.INDEX1] - rest[ManoJoint.WRIST]
-    b = rest[ManoJoint.PINKY1] - rest[ManoJoint.WRIST]
-    if np.linalg.norm(np.cross(a, b)) < 1e-3 * np.linalg.norm(a) * np.linalg.norm(b):
-        raise CaptureFormatError(f"{side}.rest_joints: wrist, index and little-finger knuckles are on one line")
+def track_key(side: str, index: int) -> str:
+    """Key of a side's ``index``-th track (0-based): "right", "right_2", "right_3", ..."""
+    if side not in SIDES or index < 0:
+        raise ValueError(f"no track key for side {side!r}, index {index!r}")
+    return side if index == 0 else f"{side}_{index + 1}"
 
 
 def write_capture(path: str | os.PathLike, capture: Capture) -> Path:
@@ -431,7 +349,15 @@ def _read_archive(z: zipfile.ZipFile) -> Capture:
     frames = read_member(z, members["frames"], (None,), "iu", MAX_FRAME + 1)
     if frames.size and (frames.min() < 0 or frames.max() > MAX_FRAME):
         raise CaptureFormatError(f"frames must be 0..{MAX_FRAME}, got {frames.min()}..{frames.max()}")
-    sides = meta["sides"]
+    sides = meta["sides"]  # the track keys
+    if len(sides) > MAX_TRACKS:
+        raise CaptureFormatError(f"{len(sides)} hand tracks; a capture holds at most {MAX_TRACKS}")
+    for key in sides:
+        if key_side(key) is None or (meta["version"] < 3 and key not in SIDES):
+            allowed = "right, left" if meta["version"] < 3 else "right, left, right_2, left_2, ..."
+            raise CaptureFormatError(
+                f"hand track key {_short(key)} is not valid in a version {meta['version']} capture ({allowed})"
+            )
     optional = {"joint_offsets"} if meta["version"] == 1 else set()
     for side in sides:
         missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in members and n not in optional]
@@ -447,7 +373,7 @@ def _read_archive(z: zipfile.ZipFile) -> Capture:
         for name, shape in HandTrack.shapes(len(frames)).items():
             info = members.get(f"{side}.{name}")
             arrays[name] = None if info is None else _read_field(z, info, name, shape)
-        hands[side] = HandTrack(side=side, **arrays)
+        hands[side] = HandTrack(side=key_side(side), **arrays)
     w, h = meta["image_size"]
     k = meta["intrinsics"]
     cap = Capture(

@@ -1,6 +1,7 @@
 """The Ray driver behind ``python -m handcap farm``: a clip library converted on a Ray cluster.
 
-Per clip: one chunk task per frame range (landmarks, ``jobs.chunk_job``; CPUs / GPUs declared), then one merge
+Per clip: one chunk task per frame range (landmarks, ``jobs.chunk_job``; CPUs / GPUs declared), each going on
+from its predecessor's tracker state (so a clip's chunks run in order, and clips in parallel), then one merge
 task (merged capture, fit, conversion, ``jobs.merge_job``). No disk is shared: the driver puts each clip's
 bytes into Ray's object store once (each node fetches it once), chunk results and output files come back as
 bytes, and only the driver writes, atomically, into OUTDIR and its ``.handcap-farm/`` manifest. A worker that
@@ -38,6 +39,8 @@ class FarmOptions:
         num_cpus: CPUs of that local Ray (None: all); node_ip_address: this machine's address for Ray.
         cpus_per_chunk / gpus_per_chunk: resources a chunk task declares; max_retries: Ray's retries of a task
             whose worker died.
+        check: a check of the options that may be slow (the fit's options load torch), run once the first
+            tasks are sent, so it overlaps the workers' start; its ValueError stops the run (FarmError).
     """
 
     batch: object
@@ -50,6 +53,7 @@ class FarmOptions:
     cpus_per_chunk: float = 1.0
     gpus_per_chunk: float = 0.0
     max_retries: int = 3
+    check: Callable[[], None] | None = None
 
 
 @dataclass(eq=False)  # one object per input: hashed by identity
@@ -263,13 +267,26 @@ def _run(ray, options, clips, todo, pending_merge, manifest, convert_key, report
                 continue
             active.add(clip)
             plan = [dataclasses.astuple(c) for c in clip.plan]
-            for spec in specs:
-                ref = chunk_task.remote(clip.ref, clip.path.name, clip.options, dataclasses.astuple(spec), plan)
-                running[ref] = ("chunk", clip, spec)
+            # a clip's chunks form a chain: each goes on from its predecessor's tracker state (a finished
+            # chunk's file, or the pending task's result, which Ray hands over when that task is done), so the
+            # landmarks are the whole clip's; different clips' chains run in parallel
+            previous = None
+            for spec in clip.plan:
+                if spec not in specs:
+                    previous = clip.chunks[spec.index]
+                    continue
+                args = (clip.ref, clip.path.name, clip.options, dataclasses.astuple(spec), plan, previous)
+                previous = chunk_task.remote(*args)
+                running[previous] = ("chunk", clip, spec)
 
     for clip in pending_merge:
         submit_merge(clip)
     fill()
+    if options.check is not None:
+        try:
+            options.check()
+        except ValueError as exc:  # a bad option: nothing of this run is written (run_farm stops Ray)
+            raise FarmError(str(exc)) from None
     while running:
         ready, _ = ray.wait(list(running), num_returns=1)
         kind, clip, spec = running.pop(ready[0])
@@ -286,7 +303,7 @@ def _run(ray, options, clips, todo, pending_merge, manifest, convert_key, report
             log(f"[{clip.number}/{n}] {clip.path.name}: FAILED: {clip.error}")
             continue
         if kind == "chunk":
-            data, seconds = value
+            data, seconds, loading = value
             manifest.record_chunk(clip.key, clip.stem, spec.index, data)
             clip.chunks[spec.index] = data
             report.chunks_run += 1
@@ -294,7 +311,9 @@ def _run(ray, options, clips, todo, pending_merge, manifest, convert_key, report
             eta = (time.monotonic() - start) / done_new * (total_new - done_new)
             log(
                 f"[{clip.number}/{n}] {clip.path.name}: chunk {spec.index + 1}/{spec.count} "
-                f"(frames {spec.start}-{spec.stop - 1}) done in {seconds:.1f} s, ETA {_fmt(eta)}"
+                f"(frames {spec.start}-{spec.stop - 1}) done in {seconds:.1f} s"
+                + (f" ({loading:.1f} s of it loading the networks)" if loading >= 0.05 else "")
+                + f", ETA {_fmt(eta)}"
             )
             if len(clip.chunks) == len(clip.plan):
                 clip.ref = None  # no more chunk tasks need the clip's bytes

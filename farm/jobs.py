@@ -1,8 +1,10 @@
 """The farm's units of work as plain functions (no Ray here): what a Ray task, a Flamenco task and the
 ``merge`` command run.
 
-* ``chunk_job``: one chunk's landmarks -> chunk file bytes (``inference.chunks``). The clip comes as bytes
-  (from the driver, through Ray's object store: no shared disk between machines) or as a path;
+* ``chunk_job``: one chunk's landmarks -> chunk file bytes (``inference.chunks``), going on from its
+  predecessor's tracker state (the predecessor's chunk file), so that the landmarks are the whole clip's. The
+  clip comes as bytes (from the driver, through Ray's object store: no shared disk between machines) or as
+  a path;
 * ``merge_job``: a clip's chunk files -> the merged capture -> the batch conversion's output files, returned
   as bytes so that the driver, not the worker, writes them;
 * ``merge_and_convert``: the merged capture through ``builders.batch.convert_one`` into a folder (bpy).
@@ -12,37 +14,48 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import tempfile
 from pathlib import Path
 
 
+def _landmarker(options: dict):
+    """The landmarker of these capture options (``capture_job.landmarker_for``, as ``convert`` makes it), loaded
+    once per worker process: Ray reuses its workers across tasks, and the networks are never changed after
+    loading (each chunk has its own tracker state). Keyed on the options without the clip's own fields."""
+    return _cached_landmarker(json.dumps({**options, "source": "", "frames": None}, sort_keys=True))
+
+
 @functools.lru_cache(maxsize=2)
-def _landmarker(max_hands: int, device: str, mirrored: bool):
-    """The landmark networks, loaded once per worker process (Ray reuses its workers across tasks) and never
-    changed after loading; each capture makes its own tracker state."""
-    from ..inference.landmarker import HandLandmarker, LandmarkerOptions
+def _cached_landmarker(key: str):
+    from ..inference.capture_job import landmarker_for
+    from ..inference.chunks import capture_options_from_json
 
-    return HandLandmarker(LandmarkerOptions(max_hands=max_hands, device=device, mirrored_input=mirrored))
+    return landmarker_for(capture_options_from_json(json.loads(key)))
 
 
-def chunk_job(clip: bytes | str, name: str, options: dict, chunk: tuple, plan: list[tuple]) -> bytes:
+def chunk_job(clip: bytes | str, name: str, options: dict, chunk: tuple, plan: list[tuple], previous=None) -> bytes:
     """Landmarks of one chunk as chunk-file bytes.
 
     clip: the clip's bytes or a path readable here; name: its file name (the suffix tells the decoder the
-    container); options: ``CaptureOptions.to_json()`` of the clip; chunk / plan: ``ChunkSpec`` fields."""
-    from ..inference.capture_job import resolve_device
-    from ..inference.chunks import ChunkSpec, capture_chunk, capture_options_from_json, chunk_to_bytes
+    container); options: ``CaptureOptions.to_json()`` of the clip; chunk / plan: ``ChunkSpec`` fields;
+    previous: the chunk file (bytes) of chunk ``index - 1``, or ``timed_chunk_job``'s result for it (what
+    Ray hands over from the predecessor task); None for the first chunk."""
+    from ..inference.chunks import ChunkSpec, capture_chunk, capture_options_from_json, chunk_from_bytes, chunk_to_bytes
 
     opts = capture_options_from_json(options)
     spec = ChunkSpec(*chunk)
     specs = [ChunkSpec(*c) for c in plan]
-    lm = _landmarker(opts.hands, resolve_device(opts.device), opts.mirrored)
+    if isinstance(previous, tuple):
+        previous = previous[0]
+    before = None if previous is None else chunk_from_bytes(previous, f"{name} chunk {spec.index}")
+    lm = _landmarker(options)
     if isinstance(clip, str):
-        return chunk_to_bytes(capture_chunk(opts, spec, specs, landmarker=lm, path=clip))
+        return chunk_to_bytes(capture_chunk(opts, spec, specs, landmarker=lm, path=clip, previous=before))
     with tempfile.TemporaryDirectory(prefix="handcap-chunk-") as work:
         local = Path(work) / Path(name).name
         local.write_bytes(clip)
-        return chunk_to_bytes(capture_chunk(opts, spec, specs, landmarker=lm, path=str(local)))
+        return chunk_to_bytes(capture_chunk(opts, spec, specs, landmarker=lm, path=str(local), previous=before))
 
 
 def merge_job(chunks: list[bytes], stem: str, name: str, batch) -> tuple[dict[str, bytes], list[str]]:
@@ -71,7 +84,7 @@ def merge_and_convert(capture, stem: str, name: str, outdir: Path, batch, log=pr
     from ..core.capture import write_capture
 
     if not hasattr(bpy.types.Object, "handcap_smoothing"):
-        from .. import register  # bpy as a module: HandCap's classes hold what the saved files need
+        from ..registration import register  # bpy as a module: HandCap's classes hold what the saved files need
 
         register()
     options = dataclasses.replace(batch, outdir=str(outdir), inputs=[name])
@@ -82,12 +95,15 @@ def merge_and_convert(capture, stem: str, name: str, outdir: Path, batch, log=pr
         return convert_one(stand_in, stem, outdir, options, lambda _src, out: write_capture(out, capture), log)
 
 
-def timed_chunk_job(*args) -> tuple[bytes, float]:
-    """``chunk_job`` and its seconds on the worker (for the driver's progress lines)."""
+def timed_chunk_job(*args) -> tuple[bytes, float, float]:
+    """``chunk_job``, its seconds on the worker and the part of them spent loading torch and the networks (only a
+    worker's first chunk pays it), for the driver's progress lines."""
     import time
 
     start = time.perf_counter()
-    return chunk_job(*args), time.perf_counter() - start
+    _landmarker(args[2])
+    loaded = time.perf_counter()
+    return chunk_job(*args), time.perf_counter() - start, loaded - start
 
 
 def timed_merge_job(*args) -> tuple[dict[str, bytes], list[str], float]:

@@ -1,10 +1,11 @@
 """What a farm run has finished, kept in ``OUTDIR/.handcap-farm/`` so that a rerun does only what is missing.
 
-Each clip has a key: a hash of the input file (resolved path, size, modification time), its capture options
-and its chunk plan, so a changed clip or option starts afresh. A finished chunk is written atomically into the
-clip's folder first and recorded in ``manifest.json`` (also written atomically) with its SHA-256 after; on
-reading, a chunk counts as finished only if its file is there with that digest. So a run killed at any moment
-leaves nothing that a rerun would take for finished work when it is not.
+Each clip has a key: a hash of the input file (resolved path, size, modification time), its capture options,
+its chunk plan and the chunk file format, so a changed clip, option or HandCap chunk format starts afresh. A
+finished chunk is written atomically into the clip's folder first and recorded in ``manifest.json`` (also
+written atomically) with its SHA-256 after; on reading, a chunk counts as finished only if its file is there
+with that digest. So a run killed at any moment leaves nothing that a rerun would take for finished work when
+it is not.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from ..inference.chunks import write_bytes_atomic
+from ..inference.chunks import CHUNK_VERSION, write_bytes_atomic
 
 FOLDER = ".handcap-farm"
 VERSION = 1
@@ -25,7 +26,8 @@ def digest(data: bytes) -> str:
 
 
 def clip_key(path: Path, capture_options: dict, plan: list) -> str:
-    """The clip's identity for resuming: input file, capture options, chunk plan."""
+    """The clip's identity for resuming: input file, capture options, chunk plan, chunk file format (chunks
+    of another format, e.g. without the tracker hand-over, are computed again rather than refused)."""
     st = path.stat()
     blob = json.dumps(
         {
@@ -34,6 +36,7 @@ def clip_key(path: Path, capture_options: dict, plan: list) -> str:
             "mtime_ns": st.st_mtime_ns,
             "options": capture_options,
             "plan": plan,
+            "chunk_version": CHUNK_VERSION,
         },
         sort_keys=True,
     )

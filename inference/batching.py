@@ -162,6 +162,12 @@ class HandNets:
             outs.append([r.float().cpu().numpy() for r in res])
         return [np.concatenate(parts) for parts in zip(*outs, strict=True)]
 
+    def palm_outputs(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw palm-network outputs for (B, 192, 192, 3) uint8 inputs: regressors (B, 2016, 18) in input
+        pixels and score logits (B, 2016)."""
+        regressors, logits = self._run(self.palm_net, inputs)
+        return regressors, logits.reshape(len(inputs), -1)
+
     def detect_palms(
         self, images: list[np.ndarray], min_score: float = 0.5, max_palms: int | None = None
     ) -> list[list[PalmDetection]]:
@@ -169,12 +175,14 @@ class HandNets:
         if not images:
             return []
         inputs = np.stack([palm_input(im, PALM_INPUT_SIZE) for im in images])
-        regressors, logits = self._run(self.palm_net, inputs)
+        regressors, logits = self.palm_outputs(inputs)
         sizes = [(im.shape[1], im.shape[0]) for im in images]
         return postprocess_palms(regressors, logits, sizes, min_score, max_palms)
 
-    def landmarks(self, images: list[np.ndarray], rois: list[np.ndarray]) -> LandmarkBatch:
-        """Run the landmark model on the ROIs (M_i, 4) of each image; one batch over all crops."""
+    def landmarks(self, images: list[np.ndarray], rois: list[np.ndarray], flip: bool = False) -> LandmarkBatch:
+        """Run the landmark model on the ROIs (M_i, 4) of each image; one batch over all crops. ``flip``: the
+        crops are mirrored left-right before the network and its outputs mirrored back (x of the landmarks
+        and of the world points, and the handedness), a second view of the same hand."""
         idx = np.concatenate([np.full(len(r), i, np.int64) for i, r in enumerate(rois)]) if rois else np.zeros(0, int)
         all_rois = (
             np.concatenate([np.asarray(r, np.float64).reshape(-1, 4) for r in rois]) if rois else np.zeros((0, 4))
@@ -186,11 +194,18 @@ class HandNets:
         crops = np.empty((n, LANDMARK_INPUT_SIZE, LANDMARK_INPUT_SIZE, 3), np.uint8)
         for i, roi in enumerate(all_rois):
             crops[i] = crop_rois(images[idx[i]], roi[None], LANDMARK_INPUT_SIZE)[0]
+        if flip:
+            crops = np.ascontiguousarray(crops[:, :, ::-1])
         lm, presence, left, world = self._run(self.landmark_net, crops)
         lm = lm.astype(np.float64)
+        world = world.astype(np.float64)
+        if flip:  # crop x (pixel edges 0..size) mirrors to size - x; the mirrored hand is the other side
+            lm[..., 0] = LANDMARK_INPUT_SIZE - lm[..., 0]
+            world[..., 0] = -world[..., 0]
+            left = 1.0 - left
         kp2d = crop_to_image(lm[..., :2], all_rois, LANDMARK_INPUT_SIZE)
         kp_z = lm[..., 2] / LANDMARK_INPUT_SIZE / LANDMARK_Z_NORMALIZE * all_rois[:, 2:3]
-        world = rotate_in_plane(world.astype(np.float64), all_rois[:, 3])
+        world = rotate_in_plane(world, all_rois[:, 3])
         return LandmarkBatch(idx, all_rois, kp2d, kp_z, world, presence.astype(np.float64), left.astype(np.float64))
 
 

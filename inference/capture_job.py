@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..core.capture import CameraIntrinsics, Capture, HandTrack
 from ..core.keypoints import NUM_KEYPOINTS
+from ..core.request import CaptureRequest, CaptureRequestError, render_fit_value
 from .camera import fov_of, intrinsics_for_capture
 from .fitting.fit import FitOptions, FitReport, HandFit, fit_hands
 from .fitting.tracks import TrackSet, build_tracks
@@ -23,64 +24,22 @@ from .fitting.tracks import TrackSet, build_tracks
 Progress = Callable[[str, int, int], None]
 
 
-class CaptureJobError(ValueError):
-    """Options of a capture job that cannot work (the message says which and why)."""
+#: The capture's options are the request every door shares (``core.request``: CLI, worker, convert, farm).
+CaptureOptions = CaptureRequest
+CaptureJobError = CaptureRequestError
 
 
-@dataclass
-class CaptureOptions:
-    """What to capture and how.
+def fit_options(options: CaptureOptions, device: str | None = None) -> FitOptions:
+    """The fit's options: the defaults with the request's overrides (FitError names a bad one)."""
+    pairs = [f"{name}={render_fit_value(value)}" for name, value in options.fit.items()]
+    return FitOptions.parse(pairs, **({} if device is None else {"device": device}))
 
-    Attributes:
-        source: video, photo, image folder or pattern (anything ``inference.sources.open_source`` reads).
-        frames: (start, stop) source frame range, stop exclusive, either may be None; None = all.
-        stride: use every stride-th frame of the range.
-        hands: most hands to capture (1 or 2).
-        focal_mm, sensor_mm, focal_px, fov_deg, principal: camera (see ``inference.camera``); none = default.
-        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
-        model: hand model, "builtin" or "mano"; mano_dir: folder with MANO_RIGHT.pkl / MANO_LEFT.pkl.
-        mirrored: the footage is a mirrored selfie view (swaps the detected sides).
-        min_confidence: a hand track is dropped (with a warning) when even its best frame's confidence
-            (landmark presence x handedness agreement, 0..1) is below this. Real hands score above 0.9 on the
-            shared photos; a crop that reads as the other hand's duplicate scores about 0.04.
-        fit: weights and iteration budget of the fit.
-    """
 
-    source: str
-    frames: tuple[int | None, int | None] | None = None
-    stride: int = 1
-    hands: int = 2
-    focal_mm: float | None = None
-    sensor_mm: float | None = None
-    focal_px: float | None = None
-    fov_deg: float | None = None
-    principal: tuple[float, float] | None = None
-    device: str = "auto"
-    model: str = "builtin"
-    mano_dir: str | None = None
-    mirrored: bool = False
-    min_confidence: float = 0.2
-    fit: FitOptions = field(default_factory=FitOptions)
-
-    def validate(self) -> None:
-        if self.hands not in (1, 2):
-            raise CaptureJobError(f"hands must be 1 or 2, got {self.hands!r}")
-        if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
-            raise CaptureJobError(f"stride must be a positive integer, got {self.stride!r}")
-        if self.model not in ("builtin", "mano"):
-            raise CaptureJobError(f"model must be 'builtin' or 'mano', got {self.model!r}")
-        if not (isinstance(self.min_confidence, int | float) and 0.0 <= self.min_confidence <= 1.0):
-            raise CaptureJobError(f"min_confidence must be between 0 and 1, got {self.min_confidence!r}")
-        if self.model == "mano" and not self.mano_dir:
-            raise CaptureJobError("the MANO model needs the folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (--mano-dir)")
-
-    def to_json(self) -> dict:
-        """JSON-serialisable copy for the capture's ``info``."""
-        out = {k: v for k, v in asdict(self).items() if k != "fit"}
-        fit = asdict(self.fit)
-        fit["iterations"] = list(fit["iterations"])
-        out["fit"] = fit
-        return out
+def options_info(options: CaptureOptions, fit: FitOptions) -> dict:
+    """The request as JSON for the capture's ``info``, with every fit option spelled out."""
+    fit_json = asdict(fit)
+    fit_json["iterations"] = list(fit_json["iterations"])
+    return {**options.to_json(), "fit": fit_json}
 
 
 @dataclass
@@ -94,16 +53,13 @@ class CaptureResult:
 
 
 def resolve_device(device: str) -> str:
-    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; others are checked and passed through."""
-    import torch
+    """The device name ("auto" -> "cuda" or "cpu") by the one rule, ``inference.batching.resolve_device``."""
+    from .batching import resolve_device as torch_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CaptureJobError(f"device {device!r} asked for, but torch sees no CUDA GPU (use --device cpu)")
-    if not (device == "cpu" or device.startswith("cuda")):
-        raise CaptureJobError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
-    return device
+    try:
+        return str(torch_device(device))
+    except ValueError as exc:
+        raise CaptureJobError(f"{exc}; use --device auto, cpu, cuda or cuda:N") from None
 
 
 def load_models(options: CaptureOptions, device: str) -> dict[str, object]:
@@ -125,7 +81,6 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
     landmarker: a ready ``HandLandmarker`` to reuse (its max_hands should be >= options.hands).
     Raises SourceError, NoHandError, CameraOptionsError, HandModelError, CaptureJobError (all ValueError).
     """
-    from .landmarker import HandLandmarker, LandmarkerOptions
     from .sources import open_source
 
     options.validate()
@@ -138,9 +93,7 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
         frames, notes = None, [PHOTO_RANGE_NOTE]  # a batch of videos and photos shares one --frames
     source = open_source(options.source, frames=frames, stride=options.stride if not notes else 1)
     if landmarker is None:
-        landmarker = HandLandmarker(
-            LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored)
-        )
+        landmarker = landmarker_for(options, device)
     seconds = {"load": time.perf_counter() - start}
     start = time.perf_counter()
     cb = None if progress is None else (lambda done, total: progress("landmarks", done, total))
@@ -156,6 +109,14 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
     return out
 
 
+def landmarker_for(options: CaptureOptions, device: str | None = None):
+    """A ``HandLandmarker`` set up for the request (reusable for every input of a batch with its options)."""
+    from .landmarker import HandLandmarker, LandmarkerOptions
+
+    device = device or resolve_device(options.device)
+    return HandLandmarker(LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored))
+
+
 PHOTO_RANGE_NOTE = "a frame range and stride apply to videos only: a photo is its one frame"
 
 
@@ -163,7 +124,7 @@ def is_photo(source) -> bool:
     """A single image file (frame ranges and strides do not apply to it)."""
     from pathlib import Path
 
-    from .sources import IMAGE_EXTS
+    from ..core.media import IMAGE_EXTS
 
     return isinstance(source, str) and Path(source).suffix.lower() in IMAGE_EXTS and Path(source).is_file()
 
@@ -221,7 +182,7 @@ def capture_from_landmarks(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     tracks = build_tracks(results, options.hands)
-    _drop_unsure_hands(tracks, options.min_confidence)
+    _drop_unsure_hands(tracks, options.min_confidence, options.min_frames)
     w, h = (int(v) for v in image_size)
     if intrinsics is not None:  # a known camera (an annotated set's K, a tracked camera) is given
         k = replace(intrinsics, source=intrinsics.source or "given")
@@ -231,15 +192,13 @@ def capture_from_landmarks(
         k, camera_info = intrinsics_for_capture(w, h, [t.observations() for t in tracks.hands], *cam)
     if models is None:
         models = load_models(options, device)
-    fit_options = options.fit
-    if fit_options.device != device:
-        fit_options = FitOptions(**{**asdict(fit_options), "device": device})
+    fit_opts = fit_options(options, device)
     cb = None if progress is None else (lambda done, total: progress("fit", done, total))
     fits, report = fit_hands(
         [models[t.side] for t in tracks.hands],
         [t.observations() for t in tracks.hands],
         k.matrix,
-        fit_options,
+        fit_opts,
         dt_scale=_dt_scale(tracks.frames, fps),
         progress=cb,
     )
@@ -263,31 +222,38 @@ def capture_from_landmarks(
             "two_hands": report.two_hands,
         },
         "camera": camera_info,
-        "options": options.to_json(),
+        "options": options_info(options, fit_opts),
         "warnings": list(tracks.warnings),
     }
     return CaptureResult(capture, list(tracks.warnings), report, seconds)
 
 
-def _drop_unsure_hands(tracks: TrackSet, min_confidence: float) -> None:
-    """Remove hand tracks whose best frame is below ``min_confidence`` (a warning says so)."""
+def _drop_unsure_hands(tracks: TrackSet, min_confidence: float, min_frames: int = 1) -> None:
+    """Remove hand tracks whose best frame is below ``min_confidence`` or that are seen in fewer than
+    ``min_frames`` frames (a warning says which and why)."""
     from .fitting.tracks import NoHandError
 
     kept = []
     for hand in tracks.hands:
         best = float(np.max(hand.frame_conf, initial=0.0))
+        seen = int(np.count_nonzero(hand.valid))
         if best < min_confidence:
             tracks.warnings.append(
                 f"{hand.side} hand dropped: confidence {best:.2f} is below the minimum {min_confidence:g} "
                 "(--min-confidence)"
             )
+        elif seen < min_frames:
+            tracks.warnings.append(
+                f"{hand.side} hand dropped: seen in {seen} frame(s), fewer than the minimum {min_frames} (--min-frames)"
+            )
         else:
             kept.append(hand)
     if not kept:
+        frames = f" seen in at least {min_frames} frames" if min_frames > 1 else ""
         raise NoHandError(
-            f"no hand above the minimum confidence {min_confidence:g} ("
+            f"no hand above the minimum confidence {min_confidence:g}{frames} ("
             + ", ".join(f"{h.side} {float(np.max(h.frame_conf, initial=0.0)):.2f}" for h in tracks.hands)
-            + "); lower --min-confidence to keep it"
+            + f"); lower --min-confidence{' or --min-frames' if frames else ''} to keep it"
         )
     tracks.hands = kept
 
@@ -338,40 +304,3 @@ def _assemble(tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source
         hand_model=model_id,
         hands=hands,
     )
-
-
-def capture_to_file(
-    source,
-    output,
-    frames: tuple[int | None, int | None] | None = None,
-    stride: int = 1,
-    hands: int = 2,
-    focal_px: float | None = None,
-    fov_deg: float | None = None,
-    focal_mm: float | None = None,
-    sensor_mm: float | None = None,
-    device: str = "auto",
-    model: str = "builtin",
-    mano_dir: str | None = None,
-    progress: Progress | None = None,
-) -> CaptureResult:
-    """``run_capture`` with plain arguments (the fields of ``operators.worker.CaptureRequest``), then write the
-    capture file to ``output`` (atomically; nothing is written when the job fails)."""
-    from ..core.capture import write_capture
-
-    options = CaptureOptions(
-        source=str(source),
-        frames=frames,
-        stride=stride,
-        hands=hands,
-        focal_mm=focal_mm,
-        sensor_mm=sensor_mm,
-        focal_px=focal_px,
-        fov_deg=fov_deg,
-        device=device,
-        model=model,
-        mano_dir=mano_dir or None,
-    )
-    result = run_capture(options, progress=progress)
-    write_capture(output, result.capture)
-    return result

@@ -4,11 +4,17 @@ own (any machine), then one deterministic merge per clip.
 * ``plan_chunks``: the frame ranges (``ChunkSpec``), consecutive ones sharing ``overlap`` captured frames;
 * ``capture_chunk``: one range's landmarks (the per-frame stage of a capture: decoding, palm detection,
   landmarks, tracking) as a ``ChunkResult``; ``chunk_to_bytes`` / ``chunk_from_bytes`` / ``write_chunk`` /
-  ``read_chunk`` store it as an ``.npz`` (format ``handcap.chunk``, no pickle, written atomically);
-* ``merge_chunks``: the chunks' frames joined into one list of frame results: the overlap decides which
-  chunk-local track is which hand of the clip (same keypoints in the shared frames), the observations of
-  the shared frames are blended linearly from the earlier chunk to the later one, and each hand's side is
-  decided once from all its frames of the clip;
+  ``read_chunk`` store it as an ``.npz`` (format ``handcap.chunk``, no pickle, written atomically). A chunk
+  given its predecessor (``previous``) goes on from the tracker state that one had after its last frame
+  (``chunk_tracker``) and computes only the frames after it (the overlap is the predecessor's): its
+  landmarks are then the whole clip's, bit for bit, and the chunks of one clip run one after another (clips
+  in parallel). Without it the chunk's tracker starts afresh at the chunk's first frame (chunks in parallel,
+  landmarks pixels away from the whole clip's: the tracker does not converge back);
+* ``merge_chunks``: the chunks' frames joined into one list of frame results: track ids of chained chunks
+  are the clip's already; for independent chunks the overlap decides which chunk-local track is which hand
+  of the clip (same keypoints in the shared frames). Shared frames whose two observations differ (only
+  independent chunks, or machines whose networks round differently) are blended linearly from the earlier
+  chunk to the later one; each hand's side is decided once from all its frames of the clip;
 * ``merged_capture``: tracks and the hand-model fit over the merged clip (``capture_job``), so the clip gets
   one fit: one shape beta and one set of joint offsets per hand, whole-track steps, temporal priors exact.
 
@@ -34,7 +40,7 @@ if TYPE_CHECKING:  # the landmarker loads torch: chunk files must be readable wi
     from .landmarker import FrameResult, HandObservation
 
 CHUNK_FORMAT = "handcap.chunk"
-CHUNK_VERSION = 1
+CHUNK_VERSION = 2  # 2: the tracker state handed to the next chunk
 DEFAULT_CHUNK_FRAMES = 300
 DEFAULT_OVERLAP = 30
 
@@ -96,6 +102,10 @@ class ChunkResult:
         chunk: this chunk's range; plan: every chunk of the clip (so the merge can tell a missing one).
         options: the clip's capture options (``CaptureOptions.to_json()``, frames = the clip's range).
         frames: one ``FrameResult`` per captured frame of the chunk, in order; track ids are the chunk's own.
+            A chunk that ``follows`` holds only the frames after its predecessor's range, with the clip's ids.
+        follows: the chunk went on from its predecessor's tracker state (``capture_chunk(previous=...)``).
+        handoff: the tracker state after the chunk's last frame as ``chunk_tracker`` (meta, arrays); None
+            for the last chunk, or when the clip's frames ended before the chunk's range did.
     """
 
     source: str
@@ -105,48 +115,80 @@ class ChunkResult:
     plan: list[ChunkSpec]
     options: dict
     frames: list = field(default_factory=list)  # FrameResult
+    follows: bool = False
+    handoff: tuple[dict, dict] | None = None
 
 
 def capture_options_from_json(data: dict):
     """``CaptureOptions`` from its ``to_json()`` form (as stored in chunks and captures)."""
-    from .capture_job import CaptureOptions
-    from .fitting.fit import FitOptions
+    from .capture_job import CaptureJobError, CaptureOptions
 
-    data = dict(data)
-    fit = dict(data.pop("fit", {}))
-    if "iterations" in fit:
-        fit["iterations"] = tuple(fit["iterations"])
-    for key in ("frames", "principal"):
-        if data.get(key) is not None:
-            data[key] = tuple(data[key])
     try:
-        return CaptureOptions(**data, fit=FitOptions(**fit))
-    except TypeError as exc:  # an option this version does not have
+        return CaptureOptions.from_json(data)
+    except (CaptureJobError, TypeError) as exc:  # an option this version does not have
         raise ChunkError(f"capture options from another HandCap version ({exc}): capture the chunks again") from None
 
 
 def capture_chunk(
-    options, chunk: ChunkSpec, plan: list[ChunkSpec], landmarker=None, progress=None, path: str | None = None
+    options,
+    chunk: ChunkSpec,
+    plan: list[ChunkSpec],
+    landmarker=None,
+    progress=None,
+    path: str | None = None,
+    previous: ChunkResult | None = None,
 ) -> ChunkResult:
     """Landmarks of the source frames ``chunk.start .. chunk.stop - 1`` at ``options.stride``.
 
     options: the clip's ``CaptureOptions`` (its ``frames`` = the whole clip's range); landmarker: a ready
     ``HandLandmarker`` to reuse; progress(done, total) per frame; path: where this machine reads the clip
-    (default ``options.source``, which still names the clip in the result)."""
+    (default ``options.source``, which still names the clip in the result); previous: the clip's chunk
+    ``chunk.index - 1``, whose tracker state this chunk goes on from, from the frame after its range (None:
+    a fresh tracker from ``chunk.start``)."""
     from .capture_job import resolve_device
+    from .chunk_tracker import TrackerStateError, tracker_from_arrays, tracker_to_arrays
     from .landmarker import HandLandmarker, LandmarkerOptions
     from .sources import open_source
+    from .tracking import TrackerState
 
     options.validate()
+    state = None
+    if previous is not None:
+        same_clip = previous.plan == list(plan) and previous.options == options.to_json()
+        if not same_clip or previous.chunk.index != chunk.index - 1:
+            raise ChunkError(
+                f"chunk {previous.chunk.index + 1} of {previous.chunk.count} is not the predecessor of chunk "
+                f"{chunk.index + 1} of {len(plan)} of this clip with these options"
+            )
+        if previous.handoff is None:
+            raise ChunkError(f"chunk {previous.chunk.index + 1} holds no tracker state (the clip ended in it)")
+        try:
+            state = tracker_from_arrays(*previous.handoff)
+        except TrackerStateError as exc:
+            raise ChunkError(f"chunk {previous.chunk.index + 1}: {exc}") from None
     source = open_source(path or options.source, frames=slice(chunk.start, chunk.stop), stride=options.stride)
     if landmarker is None:
         device = resolve_device(options.device)
         landmarker = HandLandmarker(
             LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored)
         )
-    results = landmarker.process_source(source, progress=progress)
+    if state is None:
+        state = TrackerState(landmarker.options.max_hands, tracking=landmarker.options.tracking)
+    else:  # the frames up to the predecessor's end are its own: go on after them
+        source.indices = source.indices[len(range(chunk.start, previous.chunk.stop, options.stride)) :]
+    results = list(landmarker.iter_source(source, progress=progress, state=state))  # one tracker, in order
+    whole = len(results) == len(source)  # the clip did not end early
+    handoff = tracker_to_arrays(state) if whole and chunk.index + 1 < len(plan) else None
     return ChunkResult(
-        str(options.source), source.fps, tuple(source.size), chunk, list(plan), options.to_json(), results
+        str(options.source),
+        source.fps,
+        tuple(source.size),
+        chunk,
+        list(plan),
+        options.to_json(),
+        results,
+        follows=previous is not None,
+        handoff=handoff,
     )
 
 
@@ -174,6 +216,8 @@ def chunk_to_bytes(result: ChunkResult) -> bytes:
         "chunk": [result.chunk.index, result.chunk.count, result.chunk.start, result.chunk.stop],
         "plan": [[c.index, c.count, c.start, c.stop] for c in result.plan],
         "options": result.options,
+        "follows": bool(result.follows),
+        "handoff": None if result.handoff is None else result.handoff[0],
     }
     arrays = {
         "meta": np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8),
@@ -183,6 +227,8 @@ def chunk_to_bytes(result: ChunkResult) -> bytes:
     }
     for name, (attr, dtype, shape) in _OBS_FIELDS.items():
         arrays[name] = np.array([getattr(h, attr) for _, h in rows], dtype).reshape((len(rows), *shape))
+    if result.handoff is not None:
+        arrays.update(result.handoff[1])
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
@@ -239,7 +285,15 @@ def chunk_from_bytes(data: bytes, name: str = "chunk") -> ChunkResult:
         [spec(c) for c in meta["plan"]],
         meta["options"],
         results,
+        follows=bool(meta["follows"]),
+        handoff=None if meta["handoff"] is None else (meta["handoff"], _tracker_arrays(arrays)),
     )
+
+
+def _tracker_arrays(arrays: dict) -> dict:
+    from .chunk_tracker import PREFIX
+
+    return {k: v for k, v in arrays.items() if k.startswith(PREFIX)}
 
 
 def write_chunk(path: str | os.PathLike, result: ChunkResult) -> Path:
@@ -328,11 +382,12 @@ def _same_hand(h: HandObservation, g: HandObservation) -> bool:
 def merge_chunks(chunks: list[ChunkResult]) -> list[FrameResult]:
     """One clip's frame results from its chunks (any order; ChunkError unless exactly the whole plan).
 
-    Track identity across a seam: each later-chunk track takes the clip track it matches in the most shared
-    frames (same hand = nearly the same keypoints; ties by track id, so the result is deterministic); a
-    track seen only in its chunk gets a new id. Shared frames blend the two chunks' observations with weights
-    rising linearly across the overlap; a hand seen by only one chunk there is kept as seen. Sides are then
-    decided per clip track from all its frames, as for a capture of the whole clip."""
+    Track identity across a seam: a chunk that ``follows`` its predecessor keeps its ids (they are the
+    clip's); otherwise each later-chunk track takes the clip track it matches in the most shared frames
+    (same hand = nearly the same keypoints; ties by track id, so the result is deterministic); a track seen
+    only in its chunk gets a new id. Shared frames keep observations the two chunks agree on bit for bit and
+    blend differing ones with weights rising linearly across the overlap; a hand seen by only one chunk there
+    is kept as seen. Sides are then decided per clip track from all its frames, as for a whole-clip capture."""
     from .landmarker import FrameResult, finalize_sides
 
     chunks = check_chunks(chunks)
@@ -347,6 +402,8 @@ def merge_chunks(chunks: list[ChunkResult]) -> list[FrameResult]:
                     if _same_hand(h, g):
                         votes[(h.track_id, g.track_id)] = votes.get((h.track_id, g.track_id), 0) + 1
         mapping: dict[int, int] = {}
+        if c.follows:  # its tracker went on from its predecessor's: the ids are the clip's already
+            mapping = {h.track_id: h.track_id for r in c.frames for h in r.hands}
         for (local, glob), _ in sorted(votes.items(), key=lambda kv: (-kv[1], kv[0])):
             if local not in mapping and glob not in mapping.values():
                 mapping[local] = glob
@@ -390,55 +447,3 @@ def merged_capture(chunks: list[ChunkResult], progress=None):
     options = capture_options_from_json(first.options)
     results = merge_chunks(chunks)
     return capture_from_landmarks(results, first.source, first.fps, first.image_size, options, progress=progress)
-
-
-# -- measurement -------------------------------------------------------------------------------------------
-@dataclass
-class SeamDeviation:
-    """How far a merged capture is from a capture of the whole clip (same frames), per region.
-
-    off_seam_mm / at_seam_mm: (max, mean) over frames and keypoints of the 3D keypoint distance in mm, in
-    frames that one chunk holds / that two chunks share (None when the region has no frame where both
-    captures saw the hand); identity_changes: frames where a merged hand lies nearer the reference's other
-    hand than its own side's (plus 1 per side present in only one capture); frames: compared hand-frames.
-    """
-
-    off_seam_mm: tuple[float, float] | None
-    at_seam_mm: tuple[float, float] | None
-    identity_changes: int
-    frames: int
-
-
-def seam_deviation(reference, merged, plan: list[ChunkSpec]) -> SeamDeviation:
-    """Compare two ``core.capture.Capture`` of the same frames (``reference``: the whole clip at once)."""
-    if not np.array_equal(reference.frames, merged.frames):
-        raise ChunkError("the captures cover different frames")
-    frames = np.asarray(reference.frames)
-    counts = sum(((frames >= c.start) & (frames < c.stop)).astype(int) for c in plan)
-    seam = counts > 1
-    changes = len(set(reference.hands) ^ set(merged.hands))
-    dists: dict[bool, list[np.ndarray]] = {False: [], True: []}
-    compared = 0
-    for side in sorted(set(reference.hands) & set(merged.hands)):
-        a, b = reference.hands[side], merged.hands[side]
-        both = a.valid & b.valid
-        d = 1000.0 * np.linalg.norm(a.kp3d.astype(np.float64) - b.kp3d, axis=-1)  # (T, 21) mm
-        for at_seam in (False, True):
-            sel = both & (seam == at_seam)
-            if sel.any():
-                dists[at_seam].append(d[sel])
-        compared += int(both.sum())
-        other = reference.hands.get("left" if side == "right" else "right")
-        if other is not None:
-            two = both & other.valid
-            own = np.linalg.norm(b.kp2d - a.kp2d, axis=-1).mean(-1)
-            swapped = np.linalg.norm(b.kp2d - other.kp2d, axis=-1).mean(-1)
-            changes += int((two & (swapped < own)).sum())
-
-    def summary(parts):
-        if not parts:
-            return None
-        x = np.concatenate(parts)
-        return float(x.max()), float(x.mean())
-
-    return SeamDeviation(summary(dists[False]), summary(dists[True]), changes, compared)

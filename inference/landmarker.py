@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .augment import augment_low_confidence
 from .batching import HandNets, LandmarkBatch, prefetch
+from .multiscale import DetectionOptions, doubtful_tile_hands, search_palms
 from .roi import landmark_rois, mask_hands
 from .sources import FrameSource, open_source, to_rgb8
 from .tracking import DUPLICATE_KP_FRACTION, Candidate, TrackerState
@@ -49,6 +51,9 @@ class LandmarkerOptions:
         lanes: chunks of a video tracked in parallel and batched together (stitched afterwards);
             None picks 1 on CPU and 8 on CUDA.
         prefetch: frames decoded ahead in a background thread.
+        detection: how the palm detector looks at a frame (tiles and scales, ``multiscale.DetectionOptions``).
+        augment_below: still images: a hand read with presence below this is read again from mirrored and
+            turned views of its crop, fused by confidence (``augment.augment_low_confidence``); 0 = off.
     """
 
     max_hands: int = 2
@@ -62,11 +67,13 @@ class LandmarkerOptions:
     refine: str = "average"
     lanes: int | None = None
     prefetch: int = 8
+    detection: DetectionOptions = field(default_factory=DetectionOptions)
+    augment_below: float = 0.0
 
     def validate(self) -> None:
         if not isinstance(self.max_hands, int) or self.max_hands < 1:
             raise ValueError(f"max_hands must be a positive integer, got {self.max_hands!r}")
-        for name in ("min_detection_score", "min_presence"):
+        for name in ("min_detection_score", "min_presence", "augment_below"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v!r}")
@@ -76,6 +83,7 @@ class LandmarkerOptions:
             raise ValueError(f"refine must be one of {REFINE_MODES}, got {self.refine!r}")
         if self.lanes is not None and self.lanes < 1:
             raise ValueError(f"lanes must be >= 1 or None, got {self.lanes!r}")
+        self.detection.validate()
 
 
 @dataclass
@@ -117,11 +125,13 @@ class FrameResult:
         frame_index: 0-based index of the frame in its source.
         image_size: (width, height) of the frame in pixels.
         hands: observations ordered by track_id.
+        palm_views: palm-network inputs spent on this frame (0: tracked only; 1: the full view; more: tiles).
     """
 
     frame_index: int
     image_size: tuple[int, int]
     hands: list[HandObservation] = field(default_factory=list)
+    palm_views: int = 0
 
 
 def _side_from(p_right: float) -> tuple[str, float]:
@@ -164,9 +174,13 @@ class HandLandmarker:
         """One frame for each state (batched across states): detect where needed, landmark, update."""
         o = self.options
         det = [i for i, st in enumerate(states) if st.needs_detection()]
-        palms = dict(
-            zip(det, self.nets.detect_palms([frames[i] for i in det], o.min_detection_score, o.max_hands), strict=True)
+        tiled = [self._tiled(states[i]) for i in det]
+        focus = [states[i].search_boxes() if states[i].tracking else None for i in det]
+        search = search_palms(
+            self.nets, [frames[i] for i in det], o.detection, tiled, o.min_detection_score, o.max_hands, focus
         )
+        palms = {i: s.palms for i, s in zip(det, search, strict=True)}
+        views = {i: s.views for i, s in zip(det, search, strict=True)}
         # Tracks anchored next to another hand: look for their palms with the other hands painted out.
         hide = {i: kp for i, st in enumerate(states) if len(kp := st.masked_search())}
         found = self.nets.detect_palms([mask_hands(frames[i], kp) for i, kp in hide.items()], o.min_detection_score)
@@ -177,11 +191,23 @@ class HandLandmarker:
         if o.refine != "off":
             new = np.array([c.track_id is None for c in flat], bool)
             self._refine(frames, lb, np.flatnonzero(new & (lb.presence >= o.min_presence)))
+        if o.augment_below > 0:
+            still = np.array([not states[i].tracking for i in lb.image], bool)
+            low = still & (lb.presence >= o.min_presence) & (lb.presence < o.augment_below)
+            augment_low_confidence(self.nets, frames, lb, np.flatnonzero(low), o.min_presence)
         p_right = 1.0 - lb.left_score if o.mirrored_input else lb.left_score
         out = []
         for i, st in enumerate(states):
             rows = np.flatnonzero(lb.image == i)
             acc = st.update(indices[i], cands[i], lb.kp2d[rows], lb.presence[rows], p_right[rows], o.min_presence)
+            if not st.tracking and acc:  # still image: judge the hands only tiles found against the others
+                r = rows[[a.row for a in acc]]
+                tiles = [cands[i][a.row].from_tiles for a in acc]
+                d = o.detection
+                drop = doubtful_tile_hands(
+                    tiles, lb.kp2d[r], lb.presence[r], p_right[r], d.min_tile_confidence, d.min_tile_hand_px
+                )
+                acc = [a for a, d in zip(acc, drop, strict=True) if not d]
             hands = []
             for a in acc:
                 r = rows[a.row]
@@ -200,8 +226,17 @@ class HandLandmarker:
                     )
                 )
             h, w = frames[i].shape[:2]
-            out.append(FrameResult(int(indices[i]), (w, h), hands))
+            out.append(FrameResult(int(indices[i]), (w, h), hands, views.get(i, 0)))
         return out
+
+    def _tiled(self, state: TrackerState) -> bool:
+        """Whether this detection looks through tiles: always for still images (``still_tiles``); in a
+        tracked video (``video_tiles``) once every ``redetect_every`` frames while hands are missing, only
+        around the last place of a lost track where there is one (``TrackerState.search_boxes``)."""
+        d = self.options.detection
+        if not state.tracking:
+            return d.still_tiles
+        return d.video_tiles and state.tiled_search_due(d.redetect_every)
 
     # --------------------------------------------------------------------------------------- still images
     def process_image(self, image) -> FrameResult:
@@ -225,12 +260,15 @@ class HandLandmarker:
         return out
 
     # --------------------------------------------------------------------------------------------- streams
-    def iter_source(self, source, progress: Progress | None = None) -> Iterator[FrameResult]:
+    def iter_source(
+        self, source, progress: Progress | None = None, state: TrackerState | None = None
+    ) -> Iterator[FrameResult]:
         """Frame results of a source in order, as they are computed (one tracker; sides provisional:
-        each frame's own handedness). ``source`` is anything ``open_source`` accepts."""
+        each frame's own handedness). ``source`` is anything ``open_source`` accepts. ``state``: the tracker
+        to continue (a farm chunk goes on from its predecessor's; updated in place), default a fresh one."""
         src = open_source(source)
         o = self.options
-        state = TrackerState(o.max_hands, tracking=o.tracking)
+        state = state if state is not None else TrackerState(o.max_hands, tracking=o.tracking)
         total = len(src)
         step = 1 if o.tracking else o.batch_size  # without tracking, frames are independent: batch them
         frames_iter = prefetch(iter(src), o.prefetch)

@@ -29,11 +29,13 @@ class PalmDetection:
         score: detection probability in [0, 1].
         box: (4,) float ``[xmin, ymin, xmax, ymax]`` of the palm.
         keypoints: (7, 2) float palm keypoints; 0 is the wrist centre, 2 the middle-finger MCP.
+        from_tiles: found only by the coarse view or a tile, not in the full view (``multiscale``).
     """
 
     score: float
     box: np.ndarray
     keypoints: np.ndarray
+    from_tiles: bool = False
 
 
 def letterbox_matrix(width: int, height: int, size: int = PALM_INPUT_SIZE) -> np.ndarray:

@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".jp2", ".pgm", ".ppm", ".pnm"})
-VIDEO_EXTS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"})
+from ..core.media import IMAGE_EXTS, VIDEO_EXTS  # noqa: F401 - VIDEO_EXTS: the farm and CLI read it here
+
 #: Frame rate reported for image sequences when the caller gives none.
 DEFAULT_SEQUENCE_FPS = 30.0
 

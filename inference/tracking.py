@@ -57,6 +57,8 @@ PALM = [K.WRIST, K.INDEX_MCP, K.MIDDLE_MCP, K.RING_MCP, K.PINKY_MCP]
 COAST_FRAMES = 0
 #: Most consecutive frames a track entangled with another hand is kept on its anchor (about half a second).
 CONTESTED_FRAMES = 15
+#: Frames after its loss during which a tiled re-detection looks only around a lost track's last place.
+LOST_SEARCH_FRAMES = 90
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Candidate:
     roi: np.ndarray
     track_id: int | None
     palm_score: float = 0.0
+    from_tiles: bool = False  # its palm was found only by a tile or the coarse view
 
 
 @dataclass
@@ -111,6 +114,26 @@ class TrackerState:
     tracking: bool = True
     ids: itertools.count = field(default_factory=itertools.count)
     tracks: dict[int, Track] = field(default_factory=dict)
+    since_tiled: int | None = None  # frames since the last tiled palm search (None: none yet)
+
+    def search_boxes(self, within: int = LOST_SEARCH_FRAMES) -> np.ndarray | None:
+        """(K, 4) ``[xmin, ymin, xmax, ymax]`` px around the last place of each track lost in the last ``within``
+        frames (its ROI grown to twice its size): where a tiled re-detection looks. None when no track is
+        lost: then the whole frame is searched."""
+        lost = [t for t in self.tracks.values() if 0 < t.misses <= within]
+        if not lost:
+            return None
+        return np.array([[t.roi[0] - t.roi[2], t.roi[1] - t.roi[2], t.roi[0] + t.roi[2], t.roi[1] + t.roi[2]]
+                         for t in lost])  # fmt: skip
+
+    def tiled_search_due(self, every: int) -> bool:
+        """A tiled re-detection is due (and counted as made): the first one, then one every ``every`` frames
+        of detection (the frames between use the full view only)."""
+        if self.since_tiled is not None and self.since_tiled < every:
+            self.since_tiled += 1
+            return False
+        self.since_tiled = 1
+        return True
 
     def followed(self) -> list[Track]:
         """Tracks whose ROI is looked at in the next frame (found lately)."""
@@ -150,7 +173,7 @@ class TrackerState:
         for palm, roi in zip(palms, rois, strict=True):
             if any(self._same_palm(palm, roi, self.tracks[c.track_id]) for c in out if c.track_id is not None):
                 continue
-            out.append(Candidate(roi, None, palm.score))
+            out.append(Candidate(roi, None, palm.score, palm.from_tiles))
         return out
 
     @staticmethod

@@ -35,9 +35,6 @@ def register_extra():
     bpy.types.TOPBAR_MT_file_import.append(import_results.menu_import)
     retarget.register_extra()
     export.register_extra()
-    from .. import blender_cli
-
-    blender_cli.register_cli()  # blender -b -c handcap convert ...
     smoothing.register_props()
     camera.register_props()
     live.register_props()
@@ -51,9 +48,6 @@ def unregister_extra():
     capture_store.unregister_handlers()
     camera.unregister_props()
     smoothing.unregister_props()
-    from .. import blender_cli
-
-    blender_cli.unregister_cli()
     export.unregister_extra()
     retarget.unregister_extra()
     bpy.types.TOPBAR_MT_file_import.remove(import_results.menu_import)

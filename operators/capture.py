@@ -5,7 +5,8 @@ Blender is never blocked: ``handcap.capture_clip`` starts ``python -m handcap ca
 and time left) and imports the result with ``builders.importer.import_capture`` when it succeeds. Esc
 cancels: the worker is stopped and nothing in the file has changed. If the worker fails, the error is
 reported and nothing is created. In background mode (``blender -b``, the bpy module, batch scripts) the
-same operator simply waits for the worker.
+same operator simply waits for the worker (the run: ``operators/capture_run.py``). Its properties become one
+``core.request.CaptureRequest`` (``capture_request``), the same request every other door sends.
 
 Frame mapping (the importer's): scene frame = ``frame_offset`` + source frame index. For a Movie Clip
 the offset is where the clip shows source frame 0 (``frame_start - frame_offset``), so keys line up with
@@ -16,53 +17,20 @@ from __future__ import annotations
 
 import os
 import re
-import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ..builders import capture_store
-from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
+from ..builders.importer import ImportOptions, ImportResult
 from ..builders.smooth import smooth_new_hands
-from ..core import naming
-from ..preferences import ADDON_ID, get_prefs
-from . import interpreter as interp
-from .worker import CaptureJob, CaptureRequest, WorkerError, format_seconds
+from ..core.media import VIDEO_EXTS
+from ..core.request import CaptureRequest, CaptureRequestError, parse_fit_pair
+from .capture_run import CaptureInputError, CaptureRun, WorkerOperator
+from .settings import get_prefs, resolve_interpreter, user_path, venv_dir  # noqa: F401 - their callers' old home
 
-VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".gif"}
 _DIGITS = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in a file name
-
-
-class CaptureInputError(ValueError):
-    """The footage, frame range or settings cannot be captured (message says why); nothing was started."""
-
-
-# --------------------------------------------------------------------------- environment helpers
-
-
-def user_path(name: str, create: bool = False) -> Path:
-    """A folder under HandCap's user data (the extension's own, outside Blender's and the add-on's files)."""
-    try:
-        return Path(bpy.utils.extension_path_user(ADDON_ID, path=name, create=create))
-    except ValueError:
-        # Not installed as an extension (a legacy add-on install): Blender's user data folder instead.
-        return Path(bpy.utils.user_resource("DATAFILES", path=f"handcap/{name}", create=create))
-
-
-def venv_dir() -> Path:
-    return user_path("venv")
-
-
-def resolve_interpreter(context) -> interp.Interpreter:
-    """The worker's interpreter per the preferences (raises InterpreterError with the fix)."""
-    prefs = get_prefs(context)
-    return interp.choose_interpreter(
-        prefs.python_path, sys.executable, venv_dir(), interp.requirements_importable_here()
-    )
 
 
 def apply_preferences(context, request: CaptureRequest) -> CaptureRequest:
@@ -79,167 +47,6 @@ def apply_preferences(context, request: CaptureRequest) -> CaptureRequest:
             )
         request.mano_dir = mano
     return request
-
-
-# --------------------------------------------------------------------------- a capture run
-
-
-class CaptureRun:
-    """One capture from request to result, driven by a modal timer or by a blocking wait.
-
-    ``poll()`` follows the worker; ``finish(context)`` hands a successful capture file to ``apply``
-    (default: ``import_capture`` with ``options``) or raises ``WorkerError`` with the reason, having created
-    nothing; ``cancel()`` stops the worker. The temporary capture file (and ``temp_files``) are always removed.
-    With ``keep`` the capture is first copied to its lasting place (``builders.capture_store``: beside the saved
-    .blend, else the extension's user folder) and ``apply`` gets that copy, so the hands can find it later.
-    """
-
-    def __init__(
-        self,
-        request: CaptureRequest,
-        interpreter: interp.Interpreter,
-        options: ImportOptions | None = None,
-        apply: Callable | None = None,
-        temp_files: tuple[Path, ...] = (),
-        keep: bool = False,
-    ):
-        self.options = options or ImportOptions()
-        self.apply = apply or (lambda context, path: import_capture(context, str(path), self.options))
-        self.temp_files = temp_files
-        self.keep = keep
-        log = user_path("logs", create=True) / "last_capture.log"
-        log.unlink(missing_ok=True)
-        self.log_path = log
-        self.job = CaptureJob(request, interpreter, log_path=log)
-
-    def start(self) -> CaptureRun:
-        try:
-            self.job.start()
-        except WorkerError:
-            self._remove_temp()
-            raise
-        return self
-
-    def poll(self) -> str:
-        return self.job.poll()
-
-    def wait(self) -> str:
-        """Block until the worker has ended (background mode)."""
-        while self.poll() == CaptureJob.RUNNING:
-            time.sleep(0.1)
-        return self.job.state
-
-    def status_text(self) -> str:
-        p = self.job.progress
-        return f"{p.describe()}, {format_seconds(p.elapsed_s)} elapsed (Esc cancels)"
-
-    def cancel(self) -> None:
-        self.job.cancel()
-        self._remove_temp()
-
-    def finish(self, context):
-        try:
-            if self.job.state != CaptureJob.FINISHED:
-                raise WorkerError(self.job.error or f"the capture did not finish ({self.job.state.lower()})")
-            if not self.keep:
-                return self.apply(context, self.job.output)
-            try:
-                stem = naming.clip_stem(str(self.job.request.source))
-                kept, created = capture_store.keep_capture(self.job.output, stem, user_path("captures", create=True))
-            except capture_store.CaptureStoreError as exc:
-                raise WorkerError(str(exc)) from None
-            try:
-                return self.apply(context, kept)
-            except Exception:
-                if created:
-                    Path(kept).unlink(missing_ok=True)  # nothing was imported: leave no orphan copy
-                raise
-        finally:
-            self.job.cleanup()
-            self._remove_temp()
-
-    def _remove_temp(self) -> None:
-        for path in self.temp_files:
-            Path(path).unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- modal operator base
-
-
-class WorkerOperator:
-    """Mixin: run a CaptureRun without blocking the UI, or to completion in background mode.
-
-    Subclasses implement ``make_run(context) -> CaptureRun`` (raise CaptureInputError for bad input) and
-    ``done(context, result) -> set`` (report and return {"FINISHED"}).
-    """
-
-    _run: CaptureRun | None = None
-    _timer = None
-
-    def start(self, context) -> set[str]:
-        try:
-            run = self.make_run(context)
-            run.start()
-        except (CaptureInputError, interp.InterpreterError, WorkerError) as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self._run = run
-        wm = context.window_manager
-        if bpy.app.background or context.window is None:
-            run.wait()
-            return self._finish(context)
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.progress_begin(0, 1000)
-        wm.modal_handler_add(self)
-        self._status(context, run.status_text())
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context, event):
-        run = self._run
-        if event.type == "ESC" and event.value == "PRESS":
-            run.cancel()
-            self._end_ui(context)
-            self.report({"WARNING"}, "Capture cancelled; nothing was changed")
-            return {"CANCELLED"}
-        if event.type != "TIMER":
-            return {"PASS_THROUGH"}
-        if run.poll() == CaptureJob.RUNNING:
-            context.window_manager.progress_update(int(1000 * run.job.progress.overall))
-            self._status(context, run.status_text())
-            return {"RUNNING_MODAL"}
-        self._end_ui(context)
-        return self._finish(context)
-
-    def _finish(self, context) -> set[str]:
-        run, self._run = self._run, None
-        try:
-            result = run.finish(context)
-        except (WorkerError, CaptureImportError) as exc:
-            self.report({"ERROR"}, f"Capture failed: {exc} (log: {run.log_path})")
-            return {"CANCELLED"}
-        return self.done(context, result)
-
-    def cancel(self, context):
-        # Blender calls this when the operator is cancelled from outside (window closed, file loaded).
-        if self._run is not None:
-            self._run.cancel()
-            self._run = None
-        self._end_ui(context)
-
-    def _status(self, context, text: str | None) -> None:
-        workspace = getattr(context, "workspace", None)
-        if workspace is not None:
-            workspace.status_text_set(text)
-        if context.area is not None:
-            context.area.header_text_set(text)
-
-    def _end_ui(self, context) -> None:
-        wm = context.window_manager
-        if self._timer is not None:
-            wm.event_timer_remove(self._timer)
-            self._timer = None
-            wm.progress_end()
-        self._status(context, None)
 
 
 # --------------------------------------------------------------------------- footage and frame range
@@ -321,8 +128,55 @@ def source_range(footage: Footage, mode: str, scene, first: int, last: int) -> t
     return start, stop
 
 
+def fit_overrides(text: str, same_person: bool = True) -> dict:
+    """The fit overrides of the operator: NAME=VALUE pairs separated by spaces, plus ``same_person`` (two
+    people's hands) unless the pairs set it; CaptureInputError names a malformed pair."""
+    try:
+        fit = dict(parse_fit_pair(pair) for pair in text.split())
+    except CaptureRequestError as exc:
+        raise CaptureInputError(str(exc)) from None
+    if not same_person:
+        fit.setdefault("same_person", False)
+    return fit
+
+
 def active_clip(context) -> bpy.types.MovieClip | None:
     return getattr(context, "edit_movieclip", None) or context.scene.active_clip
+
+
+def capture_request(props, context, footage: Footage, clip=None) -> CaptureRequest:
+    """The checked capture request of Capture Hands' properties (``props``: the operator, or anything with
+    its property names) for ``footage``; device, hand model and MANO folder from the preferences."""
+    scene = context.scene
+    frames = source_range(footage, props.range_mode, scene, props.frame_first, props.frame_last)
+    request = CaptureRequest(
+        footage.source,
+        frames=frames,
+        stride=props.stride,
+        hands=int(props.hands),
+        mirrored=props.mirrored,
+        min_confidence=props.min_confidence,
+        min_frames=props.min_frames,
+        fit=fit_overrides(props.fit_options, same_person=props.people == "ONE"),
+    )
+    if props.camera == "FOV":
+        request.fov_deg = props.fov
+    elif props.camera == "FOCAL_PX":
+        request.focal_px = props.focal_px
+    elif props.camera == "CLIP":
+        if clip is None:
+            raise CaptureInputError("'Clip Camera' needs the Active Movie Clip as footage")
+        cam = clip.tracking.camera
+        request.focal_mm, request.sensor_mm = cam.focal_length, cam.sensor_width
+    elif props.camera == "PREFS":
+        request.fov_deg = get_prefs(context).default_fov
+    # AUTO: no camera option, so the capture estimates the focal length (its info says how well)
+    apply_preferences(context, request)
+    try:
+        request.validate()
+    except CaptureRequestError as exc:
+        raise CaptureInputError(str(exc)) from None
+    return request
 
 
 # --------------------------------------------------------------------------- the operator
@@ -367,11 +221,46 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
             ("AUTO", "From the Footage", "Focal length estimated from the hands' size and shape over the clip"),
             ("CLIP", "Clip Camera", "Focal length and sensor width of the Movie Clip's tracking camera"),
             ("FOV", "Field of View", "A horizontal field of view you know"),
+            ("FOCAL_PX", "Focal Length in Pixels", "A focal length in pixels you know (e.g. from a calibration)"),
             ("PREFS", "Preferences", "The field of view set in HandCap's preferences"),
         ),
         default="AUTO",
     )
     fov: FloatProperty(name="Field of View", default=55.0, min=1.0, max=179.0, description="Horizontal, degrees")
+    focal_px: FloatProperty(name="Focal Length (px)", default=1000.0, min=1.0, description="Focal length in pixels")
+    mirrored: BoolProperty(
+        name="Mirrored (Selfie)",
+        description="The footage is a mirrored selfie view: the detected left and right hands are swapped",
+        default=False,
+    )
+    people: EnumProperty(
+        name="Hands Of",
+        items=(
+            ("ONE", "One Person", "Both hands are one person's: the fit gives them one size"),
+            ("TWO", "Two People", "The hands may be two people's: each hand keeps its own size"),
+        ),
+        default="ONE",
+    )
+    min_confidence: FloatProperty(
+        name="Minimum Confidence",
+        description="Drop a hand whose best frame's confidence (landmark presence x handedness agreement) is "
+        "below this",
+        default=CaptureRequest.min_confidence,
+        min=0.0,
+        max=1.0,
+    )
+    min_frames: IntProperty(
+        name="Minimum Frames",
+        description="Drop a hand seen in fewer of the captured frames (a brief misdetection)",
+        default=CaptureRequest.min_frames,
+        min=1,
+    )
+    fit_options: StringProperty(
+        name="Fit Options",
+        description="Overrides of the fit's options as NAME=VALUE separated by spaces (as the command line's "
+        "--fit), e.g. polish_iterations=3 w_2d=0.5",
+        default="",
+    )
     with_mesh: BoolProperty(name="Hand Mesh", description="Add the skinned hand mesh", default=True)
     set_scene_timing: BoolProperty(
         name="Set Scene Frame Rate and Range", description="Match the scene to the captured frames", default=False
@@ -407,19 +296,7 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
             raise CaptureInputError(
                 f"{Path(footage.source).name} is not a video file ({', '.join(sorted(VIDEO_EXTS))})"
             )
-        frames = source_range(footage, self.range_mode, scene, self.frame_first, self.frame_last)
-        request = CaptureRequest(footage.source, frames=frames, stride=self.stride, hands=int(self.hands))
-        if self.camera == "FOV":
-            request.fov_deg = self.fov
-        elif self.camera == "CLIP":
-            if clip is None:
-                raise CaptureInputError("'Clip Camera' needs the Active Movie Clip as footage")
-            cam = clip.tracking.camera
-            request.focal_mm, request.sensor_mm = cam.focal_length, cam.sensor_width
-        elif self.camera == "PREFS":
-            request.fov_deg = get_prefs(context).default_fov
-        # AUTO: no camera option, so the capture estimates the focal length (its info says how well)
-        apply_preferences(context, request)
+        request = capture_request(self, context, footage, clip)
         options = ImportOptions(
             frame_offset=footage.zero_frame, with_mesh=self.with_mesh, set_scene_timing=self.set_scene_timing
         )
@@ -452,6 +329,14 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
         layout.prop(self, "camera")
         if self.camera == "FOV":
             layout.prop(self, "fov")
+        elif self.camera == "FOCAL_PX":
+            layout.prop(self, "focal_px")
+        layout.prop(self, "mirrored")
+        if self.hands == "2":
+            layout.prop(self, "people", expand=True)
+        layout.prop(self, "min_confidence")
+        layout.prop(self, "min_frames")
+        layout.prop(self, "fit_options")
         layout.prop(self, "with_mesh")
         layout.prop(self, "set_scene_timing")
         layout.prop(self, "smooth")

@@ -17,9 +17,8 @@ import time
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..preferences import get_prefs
 from . import interpreter as interp
-from .capture import user_path, venv_dir
+from .settings import get_prefs, user_path, venv_dir
 from .worker import BackgroundProcess, WorkerError
 
 #: Latest results, shown in the preferences and the sidebar (module state: one Blender session).
@@ -34,6 +33,16 @@ def check_now(context) -> interp.EnvironmentReport:
     )
     STATE["report"] = report
     return report
+
+
+def draw_environment(layout) -> None:
+    """The environment's status and its Check / Set Up buttons (the sidebar panel and the preferences)."""
+    box = layout.box()
+    for line in status_lines():
+        box.label(text=line)
+    row = box.row(align=True)
+    row.operator("handcap.check_environment", text="Check", icon="CHECKMARK")
+    row.operator("handcap.setup_environment", text="Set Up", icon="IMPORT")
 
 
 def status_lines() -> list[str]:

@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from ..builders.export import ExportError, ExportOptions, export_armatures
-from ..core.naming import PROP_PREFIX
+from ..core import rig_props as rp
 
 _EXT = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
 
@@ -23,7 +23,7 @@ def armatures_to_export(context) -> list[bpy.types.Object]:
     if not chosen and active is not None and active.type == "ARMATURE":
         chosen = [active]
     if not chosen:
-        chosen = [o for o in context.scene.objects if o.type == "ARMATURE" and PROP_PREFIX + "side" in o]
+        chosen = [o for o in context.scene.objects if o.type == "ARMATURE" and rp.SIDE.on(o)]
     return chosen
 
 

@@ -19,7 +19,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
 from ..builders.smooth import smooth_new_hands
-from ..preferences import get_prefs
+from .settings import get_prefs
 from .worker import CaptureJob, WorkerError
 
 LAYOUT_ITEMS = (

@@ -40,6 +40,7 @@ class LiveRun:
         frames_seen / frames_applied: worker messages read and poses applied to the rigs.
         recording: frames kept while recording; written by :meth:`write_recording`.
         latency_ms: per applied frame, worker frame read -> pose applied here (same machine clock).
+        apply_ms: per applied frame, the time posing the rigs took here.
     """
 
     def __init__(self, argv: list[str], out_dir: Path, model: str = "builtin"):
@@ -52,6 +53,7 @@ class LiveRun:
         self.frames_seen = 0
         self.frames_applied = 0
         self.latency_ms: list[float] = []
+        self.apply_ms: list[float] = []
         self.error = ""
         self.source = argv[argv.index("handcap.inference.live") + 1] if "handcap.inference.live" in argv else "live"
 
@@ -83,6 +85,7 @@ class LiveRun:
         return code is None
 
     def apply(self, context, frame: LiveFrame) -> None:
+        t0 = time.monotonic()
         for side, hand in frame.hands.items():
             if side not in self.rigs:
                 if not hand.calibrated:
@@ -99,7 +102,9 @@ class LiveRun:
                 pb.rotation_quaternion = quats[0, j]
             obj.pose.bones[names[0]].location = loc[0]
         self.frames_applied += 1
-        self.latency_ms.append(1000.0 * (time.monotonic() - frame.t_read))
+        now = time.monotonic()
+        self.apply_ms.append(1000.0 * (now - t0))
+        self.latency_ms.append(1000.0 * (now - frame.t_read))
 
     def _build(self, context, side: str, frame: LiveFrame) -> None:
         cap = record_capture(

@@ -9,96 +9,17 @@ the pose at the current frame; without it the pose is set but not keyed.
 from __future__ import annotations
 
 import os
-import struct
-import tempfile
-import zlib
 from pathlib import Path
 
 import bpy
 import numpy as np
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
-from ..builders import convention, rig
 from ..builders.importer import CaptureImportError, ImportOptions, import_capture
-from ..core import naming
-from ..core.capture import CaptureFormatError, HandTrack, read_capture
+from ..builders.photo import PhotoError, handcap_rig, image_to_file, pose_rig
+from ..core.capture import CaptureFormatError, read_capture
+from ..core.request import CaptureRequest
 from .capture import CaptureInputError, CaptureRun, WorkerOperator, apply_preferences, resolve_interpreter
-from .worker import CaptureRequest
-
-P = naming.PROP_PREFIX
-#: Axis-angle of a pose mirrored in x (right <-> left hand): (x, y, z) -> (x, -y, -z).
-_MIRROR_ROT = np.array([1.0, -1.0, -1.0])
-
-
-def handcap_rig(obj) -> str | None:
-    """The side ("right"/"left") of a HandCap armature object, else None."""
-    if obj is None or obj.type != "ARMATURE":
-        return None
-    side = obj.get(P + "side")
-    return side if side in naming.SIDE_SUFFIX and naming.joint_bone(0, side) in obj.pose.bones else None
-
-
-def write_png(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 image, top row first, as an 8-bit RGB PNG (no third-party writer needed)."""
-    h, w, _ = rgb.shape
-    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(rgb, np.uint8))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-    Path(path).write_bytes(png)
-
-
-def image_to_file(image: bpy.types.Image) -> tuple[str, Path | None]:
-    """A file the worker can read for an image datablock: its own file when that is current on disk, else a
-    temporary PNG of its pixels (packed, generated, painted or rendered images). Returns (path, temp or None)."""
-    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
-    if image.source == "FILE" and image.packed_file is None and not image.is_dirty and os.path.isfile(path):
-        return path, None
-    w, h = image.size
-    if w == 0 or h == 0:
-        raise CaptureInputError(f"image '{image.name}' has no pixels (missing file or never rendered)")
-    px = np.empty(w * h * image.channels, np.float32)
-    image.pixels.foreach_get(px)
-    px = px.reshape(h, w, image.channels)
-    rgb = px[..., :3] if image.channels >= 3 else np.repeat(px[..., :1], 3, axis=2)
-    if image.is_float and image.colorspace_settings.name.lower() not in ("srgb", "non-color"):
-        # Float buffers hold linear light; the detector expects display-referred (sRGB) pixels.
-        rgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(np.maximum(rgb, 0), 1 / 2.4) - 0.055)
-    rgb8 = np.clip(np.rint(rgb[::-1] * 255.0), 0, 255).astype(np.uint8)  # Blender stores bottom row first
-    fd, tmp = tempfile.mkstemp(prefix="handcap-photo-", suffix=".png")
-    os.close(fd)
-    write_png(tmp, rgb8)
-    return tmp, Path(tmp)
-
-
-def pose_rig(arm_obj, track: HandTrack, index: int, mirrored: bool, key_frame: int | None) -> None:
-    """Set (and optionally key) the 16 joint bones of a HandCap armature to frame ``index`` of ``track``."""
-    side = handcap_rig(arm_obj)
-    names = naming.joint_bones(side)
-    rest = np.array([np.array(arm_obj.data.bones[n].matrix_local, dtype=np.float64) for n in names])
-    theta = np.asarray(track.theta[index], np.float64)
-    transl = np.asarray(track.transl[index], np.float64)
-    wrist_photo = np.asarray(track.rest_joints[0], np.float64)
-    if mirrored:
-        theta = theta * _MIRROR_ROT
-        transl = transl * [-1.0, 1.0, 1.0]
-        wrist_photo = wrist_photo * [-1.0, 1.0, 1.0]
-    # Put the wrist where the photo has it even though this rig's rest wrist (its own hand shape) differs.
-    transl = transl + wrist_photo - rest[0, :3, 3]
-    quats, loc = convention.pose_to_bone_basis(theta[None], transl[None], rig.rest_frames(rest))
-    for j, name in enumerate(names):
-        pb = arm_obj.pose.bones[name]
-        pb.rotation_mode = "QUATERNION"
-        pb.rotation_quaternion = quats[0, j].tolist()
-        if j == 0:
-            pb.location = loc[0].tolist()
-        if key_frame is not None:
-            pb.keyframe_insert("rotation_quaternion", frame=key_frame, group=name)
-            if j == 0:
-                pb.keyframe_insert("location", frame=key_frame, group=name)
 
 
 class HANDCAP_OT_pose_photo(WorkerOperator, bpy.types.Operator):
@@ -148,7 +69,10 @@ class HANDCAP_OT_pose_photo(WorkerOperator, bpy.types.Operator):
             image = bpy.data.images.get(self.image_name)
             if image is None:
                 raise CaptureInputError(f"no image named '{self.image_name}' in this file")
-            path, temp = image_to_file(image)
+            try:
+                path, temp = image_to_file(image)
+            except PhotoError as exc:
+                raise CaptureInputError(str(exc)) from None
         else:
             path = bpy.path.abspath(self.filepath)
             if not path or not os.path.isfile(path):

@@ -23,9 +23,9 @@ from bpy.props import (
 
 from ..builders.retarget import RetargetError, RetargetOptions, retarget
 from ..core import retarget_map as rm
-from ..core.naming import PROP_PREFIX
+from ..core import rig_props as rp
 from ..core.retarget_suggest import suggest_mapping
-from ..preferences import ADDON_ID
+from .settings import ADDON_ID
 
 
 def user_preset_dir(create: bool = False) -> Path:
@@ -144,7 +144,7 @@ def fill_sources(context, props: HANDCAP_PG_retarget) -> None:
     for obj in pool:
         if obj.type != "ARMATURE" or obj == props.target:
             continue
-        side = obj.get(PROP_PREFIX + "side")
+        side = rp.SIDE.read(obj)
         if side == "right" and props.source_right is None:
             props.source_right = obj
         elif side == "left" and props.source_left is None:
@@ -162,7 +162,7 @@ class HANDCAP_OT_suggest_mapping(bpy.types.Operator):
         props = settings(context)
         if props.target is None:
             active = context.active_object
-            if active is not None and active.type == "ARMATURE" and PROP_PREFIX + "side" not in active:
+            if active is not None and active.type == "ARMATURE" and not rp.SIDE.on(active):
                 props.target = active
         if props.target is None:
             self.report({"ERROR"}, "Choose the target rig first")

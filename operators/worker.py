@@ -14,6 +14,7 @@ first on the worker's ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.request import CaptureRequest
 from .interpreter import Interpreter, clean_env
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -310,64 +312,48 @@ class ProgressTracker:
 # --------------------------------------------------------------------------- capture job
 
 
-@dataclass
-class CaptureRequest:
-    """Arguments of one ``python -m handcap capture`` run.
+def cli_capabilities(interpreter: Interpreter, package_dir: str | os.PathLike = PACKAGE_DIR) -> dict:
+    """What the worker's ``python -m handcap`` offers, as it says itself (``--capabilities``: its version, the
+    capture options' flags, whether it writes ``--progress-json``). Raises WorkerError when it cannot say.
 
-    Attributes:
-        source: video file, photo, image folder or printf pattern (``frames/f_%04d.png``).
-        frames: (start, stop) 0-based source frames, stop exclusive; None for the whole source.
-        stride: capture every ``stride``-th frame.
-        hands: 1 or 2 hands to look for.
-        focal_px / fov_deg / (focal_mm, sensor_mm): camera intrinsics, at most one form; none = the CLI's
-            documented default field of view.
-        device: "auto", "cpu" or "cuda".
-        model: "builtin" or "mano" (then ``mano_dir``).
-    """
-
-    source: str
-    frames: tuple[int, int] | None = None
-    stride: int = 1
-    hands: int = 2
-    focal_px: float | None = None
-    fov_deg: float | None = None
-    focal_mm: float | None = None
-    sensor_mm: float | None = None
-    device: str = "auto"
-    model: str = "builtin"
-    mano_dir: str = ""
-
-    def argv(self, output: str | os.PathLike, progress_json: bool = True) -> list[str]:
-        """Command-line arguments after ``python -m handcap``."""
-        args = ["capture", str(self.source), "-o", str(output)]
-        if self.frames is not None:
-            args += ["--frames", f"{int(self.frames[0])}:{int(self.frames[1])}"]
-        if self.stride != 1:
-            args += ["--stride", str(int(self.stride))]
-        args += ["--hands", str(int(self.hands))]
-        if self.focal_px is not None:
-            args += ["--focal-px", repr(float(self.focal_px))]
-        elif self.fov_deg is not None:
-            args += ["--fov", repr(float(self.fov_deg))]
-        elif self.focal_mm is not None:
-            args += ["--focal-mm", repr(float(self.focal_mm))]
-            if self.sensor_mm is not None:
-                args += ["--sensor-mm", repr(float(self.sensor_mm))]
-        args += ["--device", self.device, "--model", self.model]
-        if self.model == "mano" and self.mano_dir:
-            args += ["--mano-dir", str(self.mano_dir)]
-        if progress_json:
-            args.append("--progress-json")
-        return args
+    Asked once per interpreter and package (a few tenths of a second: the CLI imports no torch for this)."""
+    pairs = _capabilities(str(interpreter.path), str(Path(package_dir).resolve()))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in pairs}
 
 
-def cli_supports_progress_json(package_dir: str | os.PathLike = PACKAGE_DIR) -> bool:
-    """Whether this build's capture command has ``--progress-json`` (read from its source, no import)."""
-    path = Path(package_dir) / "cli" / "capture.py"
+@functools.lru_cache(maxsize=8)
+def _capabilities(python: str, package_dir: str) -> tuple:
+    argv = [python, "-m", "handcap", "--capabilities"]
     try:
-        return "--progress-json" in path.read_text(encoding="utf-8")
-    except OSError:
-        return False
+        proc = subprocess.run(
+            argv, env=clean_env(str(import_shim(package_dir))), capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WorkerError(f"cannot ask {python} what HandCap offers: {exc}") from None
+    line = (proc.stdout.strip().splitlines() or [""])[-1]
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise WorkerError(f"{python} -m handcap --capabilities failed (exit code {proc.returncode}): {tail}") from None
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in data.items()))
+
+
+def request_argv(request, output, interpreter: Interpreter) -> list[str]:
+    """The worker's command line for ``request`` (``.argv(output, progress_json)``: a ``core.request``
+    CaptureRequest or another worker command), with JSON progress when the CLI offers it. A capture option
+    this CLI lacks is a WorkerError (an older HandCap in the chosen environment), not a silent drop."""
+    caps = cli_capabilities(interpreter)
+    argv = request.argv(output, progress_json=bool(caps.get("progress_json")))
+    if isinstance(request, CaptureRequest):
+        offered = set(caps.get("capture_options", ()))
+        missing = [a for a in request.to_argv() if a.startswith("--") and a not in offered]
+        if missing:
+            raise WorkerError(
+                f"the inference environment's HandCap {caps.get('version', '?')} has no {', '.join(missing)}: "
+                "update it (Check / Set Up in HandCap's preferences)"
+            )
+    return argv
 
 
 class CaptureJob:
@@ -379,7 +365,7 @@ class CaptureJob:
 
     RUNNING, FINISHED, FAILED, CANCELLED = "RUNNING", "FINISHED", "FAILED", "CANCELLED"
 
-    def __init__(self, request: CaptureRequest, interpreter: Interpreter, log_path=None):
+    def __init__(self, request, interpreter: Interpreter, log_path=None):
         self.request = request
         self.interpreter = interpreter
         self.workdir = Path(tempfile.mkdtemp(prefix="handcap-capture-"))
@@ -388,8 +374,11 @@ class CaptureJob:
         self.state = self.RUNNING
         self.error = ""
         self.messages: list[str] = []  # stdout lines that are not progress (the CLI's summary)
-        argv = [str(interpreter.path), "-m", "handcap"]
-        argv += request.argv(self.output, progress_json=cli_supports_progress_json())
+        try:
+            argv = [str(interpreter.path), "-m", "handcap", *request_argv(request, self.output, interpreter)]
+        except WorkerError:
+            self.cleanup()
+            raise
         self.process = BackgroundProcess(
             argv, env=clean_env(str(import_shim())), cwd=str(self.workdir), log_path=log_path
         )

@@ -6,7 +6,8 @@ import math
 
 import bpy
 
-from ..builders.camera import P, background_clip, camera_space_of
+from ..builders.camera import background_clip, camera_space_of
+from ..core import rig_props as rp
 from .main import HandCapSubPanel
 
 
@@ -35,9 +36,9 @@ class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
         layout.use_property_split = True
         layout.use_property_decorate = False
         layout.prop(space.handcap_align, "depth_scale")
-        arms = [c for c in space.children if c.type == "ARMATURE" and "handcap_side" in c]
+        arms = [c for c in space.children if c.type == "ARMATURE" and rp.SIDE.on(c)]
         for arm in arms:
-            layout.prop(arm.handcap_align, "depth_offset", text=f"{arm['handcap_side'].title()} Offset")
+            layout.prop(arm.handcap_align, "depth_offset", text=f"{rp.SIDE.read(arm).title()} Offset")
 
         layout.operator("handcap.measure_overlay", icon="DRIVER_DISTANCE")
         col = layout.column(align=True)
@@ -45,7 +46,7 @@ class HANDCAP_PT_camera(HandCapSubPanel, bpy.types.Panel):
             props = arm.handcap_align
             if props.measured_frames:
                 col.label(
-                    text=f"{arm['handcap_side'].title()}: {props.reprojection_px:.2f} px mean, "
+                    text=f"{rp.SIDE.read(arm).title()}: {props.reprojection_px:.2f} px mean, "
                     f"{props.median_px:.2f} median (fit {props.fit_px:.2f} px, {props.measured_frames} frames)"
                 )
                 col.label(text=f"    worst: frame {props.worst_frame}, {props.worst_px:.1f} px", icon="BLANK1")
@@ -64,11 +65,11 @@ _HOW = {"given": "given", "estimated": "estimated from the hands", "default": "d
 
 def _draw_lens(layout, space) -> None:
     """The capture's focal length and how it was obtained (``CameraIntrinsics.source``, issue 16)."""
-    intr, size = space.get(P + "intrinsics"), space.get(P + "image_size")
+    intr, size = rp.INTRINSICS.read(space), rp.IMAGE_SIZE.read(space)
     if intr is None or size is None or float(intr[0]) <= 0:
         return
     fov = math.degrees(2 * math.atan(0.5 * float(size[0]) / float(intr[0])))
-    how = _HOW.get(str(space.get(P + "intrinsics_source", "")), "source not recorded")
+    how = _HOW.get(rp.INTRINSICS_SOURCE.read(space, ""), "source not recorded")
     layout.label(text=f"Capture lens: {float(intr[0]):.0f} px, {fov:.1f} deg horizontal ({how})", icon="VIEW_CAMERA")
 
 

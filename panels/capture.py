@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bpy
 
-from ..operators import environment
 from ..operators.capture import active_clip
+from ..operators.environment import draw_environment
 from .main import HandCapSubPanel
 
 
@@ -27,15 +27,6 @@ def draw_capture(layout, context) -> None:
     col.separator()
     op = col.operator("handcap.pose_photo", text="Pose from Photo", icon="IMAGE")
     op.source = "FILE"
-
-
-def draw_environment(layout) -> None:
-    box = layout.box()
-    for line in environment.status_lines():
-        box.label(text=line)
-    row = box.row(align=True)
-    row.operator("handcap.check_environment", text="Check", icon="CHECKMARK")
-    row.operator("handcap.setup_environment", text="Set Up", icon="IMPORT")
 
 
 class HANDCAP_PT_capture(HandCapSubPanel, bpy.types.Panel):

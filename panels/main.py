@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bpy
 
-from ..core.naming import PROP_PREFIX as P
+from ..core import rig_props as rp
 
 
 class HandCapSidebar:
@@ -35,12 +35,12 @@ class HANDCAP_PT_main(HandCapSidebar, bpy.types.Panel):
             return
         # Summary of the active HandCap hand: where it came from and how frames map.
         col = self.layout.column(align=True)
-        source = bpy.path.basename(str(arm.get(P + "source", "")))
-        col.label(text=f"{str(arm[P + 'side']).title()} hand: {source}", icon="VIEW_PAN")
-        offset = arm.get(P + "frame_offset")
+        source = bpy.path.basename(rp.SOURCE.read(arm, ""))
+        col.label(text=f"{str(rp.SIDE.read(arm)).title()} hand: {source}", icon="VIEW_PAN")
+        offset = rp.FRAME_OFFSET.read(arm)
         if offset is not None:
             col.label(text=f"Scene frame = {offset} + source frame")
-        model = arm.get(P + "hand_model")
+        model = rp.HAND_MODEL.read(arm)
         if model:
             col.label(text=f"Hand model: {model}")
 
@@ -48,7 +48,7 @@ class HANDCAP_PT_main(HandCapSidebar, bpy.types.Panel):
 def handcap_armature(obj):
     """The HandCap armature of ``obj`` (itself, or the parent of its hand mesh), else None."""
     for candidate in (obj, getattr(obj, "parent", None)):
-        if candidate is not None and candidate.type == "ARMATURE" and P + "side" in candidate:
+        if candidate is not None and candidate.type == "ARMATURE" and rp.SIDE.on(candidate):
             return candidate
     return None
 

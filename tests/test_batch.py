@@ -148,15 +148,18 @@ def test_blender_batch_script_runs_from_the_checkout(captures, tmp_path):
 
 def test_capture_options_reach_the_worker_as_valid_capture_arguments():
     """Inside Blender each video is captured by ``python -m handcap capture`` in the worker; the batch's
-    capture options are forwarded to it and must parse there to the same values."""
+    capture options become one CaptureRequest whose command line must parse there to the same request."""
     from handcap.cli import build_parser
-    from handcap.cli.convert import capture_argv
+    from handcap.core.request import CaptureRequest
 
     parser = build_parser()
     given = ["--frames", "30:", "--stride", "2", "--hands", "1", "--fov", "62.5", "--device", "cpu", "--mirrored"]
-    given += ["--fit", "polish_iterations=4", "--fit", "w_rot_accel=1e-4"]
+    given += ["--fit", "polish_iterations=4", "--fit", "w_rot_accel=1e-4", "--min-confidence", "0.35"]
     convert = parser.parse_args(["convert", "clip.mp4", "-o", "out", *given])
-    capture = parser.parse_args(["capture", "clip.mp4", "-o", "take.npz", *capture_argv(convert)])
-    for name in ("frames", "stride", "hands", "fov", "focal_px", "focal_mm", "sensor_mm", "device", "model", "fit"):
-        assert getattr(capture, name) == getattr(convert, name), name
-    assert capture.frames == (30, None) and capture.mirrored and capture.fov == 62.5
+    request = CaptureRequest.from_args("clip.mp4", convert)
+    worker_argv = request.argv("take.npz", progress_json=True)
+    capture = parser.parse_args(worker_argv)
+    assert CaptureRequest.from_args(capture.input, capture) == request
+    assert capture.progress_json and capture.output == "take.npz"
+    assert request.frames == (30, None) and request.mirrored and request.fov_deg == 62.5
+    assert request.fit == {"polish_iterations": 4, "w_rot_accel": 1e-4} and request.min_confidence == 0.35

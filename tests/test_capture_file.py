@@ -21,6 +21,7 @@ from handcap.core.capture import (
     CaptureWriteError,
     HandTrack,
     read_capture,
+    track_key,
     write_capture,
 )
 
@@ -76,6 +77,31 @@ def test_round_trip_keeps_every_value(tmp_path):
         assert json.loads(z["meta"].tobytes())["version"] == FORMAT_VERSION
 
 
+def test_version_3_holds_any_number_of_tracks_each_with_its_side(tmp_path):
+    rng = np.random.default_rng(3)
+    cap = make_capture(t=4)
+    for key in ("right_2", "left_2", "right_3"):
+        cap.hands[key] = make_track(key.split("_")[0], 4, rng)
+    back = read_capture(write_capture(tmp_path / "crowd.npz", cap))
+    assert sorted(back.hands) == ["left", "left_2", "right", "right_2", "right_3"]
+    assert {k: t.side for k, t in back.hands.items()} == {k: k.split("_")[0] for k in back.hands}
+    assert back.tracks_of("right") == ["right", "right_2", "right_3"] and back.tracks_of("left") == ["left", "left_2"]
+    for key, track in cap.hands.items():
+        np.testing.assert_array_equal(back.hands[key].theta, track.theta)
+    assert track_key("left", 0) == "left" and track_key("right", 9) == "right_10"
+    # the key must name the track's side
+    cap.hands["left_3"] = make_track("right", 4, rng)
+    with pytest.raises(CaptureFormatError, match="key 'left_3' / side 'right'"):
+        write_capture(tmp_path / "bad.npz", cap)
+
+
+def test_version_2_files_still_read(tmp_path):
+    path = write_capture(tmp_path / "take.npz", make_capture())
+    _rewrite(path, lambda d: _set_meta(d, version=2))
+    back = read_capture(path)
+    assert sorted(back.hands) == ["left", "right"] and back.hands["left"].side == "left"
+
+
 def test_single_photo_capture_with_one_hand(tmp_path):
     cap = make_capture(t=1, sides=("left",))
     cap.fps = 0.0
@@ -123,7 +149,9 @@ def _set_meta(data, **changes):
         (lambda d: d.pop("left.valid"), r"hand 'left' lacks arrays \['valid'\]"),
         (lambda d: d.pop("left.joint_offsets"), r"hand 'left' lacks arrays \['joint_offsets'\]"),
         (lambda d: d.update({"frames": d["frames"][::-1].copy()}), "strictly increasing"),
-        (lambda d: _set_meta(d, sides=["middle"]), "hand 'middle' lacks arrays"),
+        (lambda d: _set_meta(d, sides=["middle"]), "hand track key 'middle' is not valid"),
+        (lambda d: _set_meta(d, sides=["right", "left", "right_2"]), "hand 'right_2' lacks arrays"),
+        (lambda d: _set_meta(d, version=2, sides=["right", "left_2"]), "key 'left_2' is not valid in a version 2"),
         (lambda d: _set_meta(d, image_size=[0, 720]), "image size must be positive"),
         # read-time checks of everything the importer and the camera matching assume
         (lambda d: _set_meta(d, hand_model=None), "metadata field 'hand_model' must be a string, got None"),

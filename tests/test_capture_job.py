@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -42,6 +43,19 @@ def _synthetic_results(t: int, stride: int, drop_left: range = range(0)):
             )
         results.append(FrameResult(f * stride, (W, H), hands))
     return results, clips
+
+
+def test_a_hand_seen_in_too_few_frames_is_dropped():
+    """--min-frames: the left hand, seen in 4 of 12 frames, goes with a warning at 5 and stays at 4."""
+    results, _ = _synthetic_results(12, stride=1, drop_left=range(4, 12))
+    opts = CaptureOptions(source="synthetic.mp4", device="cpu", fov_deg=55.0, fit={"iterations": (1, 1, 1)})
+    kept = capture_from_landmarks(results, "synthetic.mp4", 30.0, (W, H), replace(opts, min_frames=4))
+    assert sorted(kept.capture.hands) == ["left", "right"]
+    out = capture_from_landmarks(results, "synthetic.mp4", 30.0, (W, H), replace(opts, min_frames=5))
+    assert sorted(out.capture.hands) == ["right"] and out.capture.info["options"]["min_frames"] == 5
+    assert "left hand dropped: seen in 4 frame(s), fewer than the minimum 5 (--min-frames)" in out.warnings
+    with pytest.raises(NoHandError, match="seen in at least 13 frames.*--min-frames"):
+        capture_from_landmarks(results, "synthetic.mp4", 30.0, (W, H), replace(opts, min_frames=13))
 
 
 def test_capture_from_landmarks_round_trip(tmp_path):

@@ -228,6 +228,50 @@ def test_sequence_pattern_and_scene_to_source_frames(hc, tmp_path):
         capture.source_range(clip, "CUSTOM", scene, 20, 12)
 
 
+def test_capture_hands_properties_make_the_one_capture_request(hc, worker_prefs):
+    """Blender's door: Capture Hands' properties become the same CaptureRequest the CLI reads (mirrored, two
+    people, minimum confidence, fit overrides, focal length in pixels), and its command line parses back."""
+    from types import SimpleNamespace
+
+    capture = hc.mod("operators.capture")
+    request_mod = hc.mod("core.request")
+    props = SimpleNamespace(
+        range_mode="CUSTOM",
+        frame_first=5,
+        frame_last=9,
+        stride=2,
+        hands="2",
+        mirrored=True,
+        people="TWO",
+        min_confidence=0.4,
+        min_frames=3,
+        fit_options="polish_iterations=3  iterations=2,4,2",
+        camera="FOCAL_PX",
+        fov=55.0,
+        focal_px=900.0,
+    )
+    assert set(vars(props)) <= set(capture.HANDCAP_OT_capture_clip.__annotations__)  # all are the operator's
+    footage = capture.Footage("/footage/clip.mp4", zero_frame=1, num_frames=50)
+    request = capture.capture_request(props, hc.bpy.context, footage)
+    assert request == request_mod.CaptureRequest(
+        "/footage/clip.mp4",
+        frames=(4, 9),
+        stride=2,
+        focal_px=900.0,
+        device=worker_prefs.device,
+        model=worker_prefs.hand_model,
+        mirrored=True,
+        min_confidence=0.4,
+        min_frames=3,
+        fit={"polish_iterations": 3, "iterations": (2, 4, 2), "same_person": False},
+    )
+    argv = request.argv("take.npz")
+    assert request_mod.CaptureRequest.from_argv(argv[1], argv[4:]) == request
+    props.fit_options = "polish_iterations"
+    with pytest.raises(capture.CaptureInputError, match="NAME=VALUE"):
+        capture.capture_request(props, hc.bpy.context, footage)
+
+
 def test_clip_range_outside_the_clip_is_refused_before_any_work(hc, sample, worker_prefs):
     bpy = hc.bpy
     clip = bpy.data.movieclips.load(str(sample))
@@ -261,9 +305,8 @@ def test_no_active_clip_and_non_video_files_are_refused(hc, tmp_path, worker_pre
 
 def test_cancel_stops_the_worker_and_changes_nothing(hc, sample, worker_prefs):
     bpy = hc.bpy
-    worker = hc.mod("operators.worker")
     before = snapshot(bpy)
-    run = _run(hc, worker.CaptureRequest(str(sample), fov_deg=SAMPLE_FOV, device="cpu"))
+    run = _run(hc, hc.mod("core.request").CaptureRequest(str(sample), fov_deg=SAMPLE_FOV, device="cpu"))
     proc = run.job.process.proc
     time.sleep(1.0)
     assert run.poll() == "RUNNING" and proc.poll() is None
@@ -277,7 +320,7 @@ def test_killed_worker_is_reported_and_changes_nothing(hc, sample, worker_prefs)
     bpy = hc.bpy
     worker = hc.mod("operators.worker")
     before = snapshot(bpy)
-    run = _run(hc, worker.CaptureRequest(str(sample), fov_deg=SAMPLE_FOV, device="cpu"))
+    run = _run(hc, hc.mod("core.request").CaptureRequest(str(sample), fov_deg=SAMPLE_FOV, device="cpu"))
     time.sleep(1.0)
     os.kill(run.job.process.pid, signal.SIGKILL)
     wait_for(lambda: run.poll() != "RUNNING", 30, "the killed worker to be noticed")
@@ -293,7 +336,11 @@ def test_crashing_worker_reports_an_error_through_the_operator(hc, sample, tmp_p
     """A worker interpreter that dies mid-run (here: kills itself) -> an error report, nothing created."""
     bpy = hc.bpy
     fake = tmp_path / "python"
-    fake.write_text('#!/bin/sh\necho "landmarks:  10%|#         | 9/90 [00:01<00:09]" >&2\nkill -9 $$\n')
+    # it answers the worker's capabilities question as the real CLI, then dies in the capture itself
+    fake.write_text(
+        f'#!/bin/sh\ncase "$*" in *--capabilities*) exec "{sys.executable}" "$@";; esac\n'
+        'echo "landmarks:  10%|#         | 9/90 [00:01<00:09]" >&2\nkill -9 $$\n'
+    )
     fake.chmod(0o755)
     hc.prefs.python_path = str(fake)
     try:
@@ -334,7 +381,6 @@ def _benchmark():
 def test_sample_capture_recovers_the_known_animation(hc, sample, worker_prefs):
     """The project's own clip through worker, progress and import; the fit against the rendered truth."""
     bpy = hc.bpy
-    worker = hc.mod("operators.worker")
     importer = hc.mod("builders.importer")
     core = hc.mod("core.capture")
     kept = {}
@@ -343,7 +389,7 @@ def test_sample_capture_recovers_the_known_animation(hc, sample, worker_prefs):
         kept["capture"] = core.read_capture(path)
         return importer.import_capture(context, str(path), importer.ImportOptions())
 
-    request = worker.CaptureRequest(str(sample), stride=2, fov_deg=SAMPLE_FOV, device="cpu")
+    request = hc.mod("core.request").CaptureRequest(str(sample), stride=2, fov_deg=SAMPLE_FOV, device="cpu")
     run = _run(hc, request, apply=apply)
     seen = []
     while run.poll() == "RUNNING":

@@ -29,7 +29,8 @@ def chunk_files(tmp_path_factory):
     files = []
     for frames in ("0:60", "45:90"):
         path = folder / "sub" / f"chunk_{frames.replace(':', '_')}.npz"
-        code, log = _handcap("convert", SAMPLE, "-o", folder, "--frames", frames, *PLAN, "--chunk-out", path)
+        after = ["--after-chunk", files[-1]] if files else []  # the second goes on from the first's tracker
+        code, log = _handcap("convert", SAMPLE, "-o", folder, "--frames", frames, *PLAN, "--chunk-out", path, *after)
         assert code == 0, log
         assert f"frames {frames}" in log and path.is_file()
         files.append(path)
@@ -54,6 +55,14 @@ def test_merge_converts_the_chunks_and_writes_the_same_capture_as_capture_out(ch
     for side in a.hands:
         np.testing.assert_array_equal(a.hands[side].kp3d, b.hands[side].kp3d)
         assert a.hands[side].valid.all()
+    # chained chunks: the merged capture is the capture of the whole clip, bit for bit
+    code, log = _handcap("capture", SAMPLE, "-o", tmp_path / "whole.npz")
+    assert code == 0, log
+    whole = read_capture(tmp_path / "whole.npz")
+    assert whole.intrinsics == b.intrinsics
+    for side in whole.hands:
+        np.testing.assert_array_equal(whole.hands[side].kp3d, b.hands[side].kp3d)
+        np.testing.assert_array_equal(whole.hands[side].beta, b.hands[side].beta)
 
 
 def test_bad_chunk_requests_are_refused_with_a_reason(chunk_files, tmp_path):
@@ -64,6 +73,20 @@ def test_bad_chunk_requests_are_refused_with_a_reason(chunk_files, tmp_path):
     code, log = _handcap("convert", SAMPLE, "-o", tmp_path, *PLAN, "--chunk-out", tmp_path / "x.npz")
     assert code == 2 and "needs the chunk's range as --frames A:B" in log, log
     assert not (tmp_path / "x.npz").exists()
+    code, log = _handcap(
+        "convert",
+        SAMPLE,
+        "-o",
+        tmp_path,
+        "--frames",
+        "45:90",
+        *PLAN,
+        "--chunk-out",
+        tmp_path / "x.npz",
+        "--after-chunk",
+        chunk_files[1],
+    )
+    assert code == 2 and "is not the predecessor of chunk 2" in log, log
     code, log = _handcap("merge", chunk_files[1], "-o", tmp_path / "out")
     assert code == 2 and "chunk(s) 1 of 2 missing" in log, log
     not_a_chunk = tmp_path / "notes.npz"

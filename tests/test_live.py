@@ -1,6 +1,8 @@
-"""Live preview: the virtual camera's real-time timing, the streaming One-Euro filter, the live path on the
-project's sample clip against an offline capture of the same frames, the worker's stream and, in bpy,
-the operator's timer step driving the rigs and recording a capture."""
+"""Live preview: the virtual camera's real-time timing and a camera opened by path, the latest-frame
+reader, the streaming One-Euro filter, the pose stage's cut-down hand model, the live path (in one process
+and as the worker's two-process pipeline) on the project's sample clip against an offline capture of the
+same frames, the worker's stream and, in bpy, the operator's timer step driving the rigs and recording a
+capture."""
 
 from __future__ import annotations
 
@@ -14,10 +16,11 @@ import pytest
 from handcap.core import quat
 from handcap.core.capture import project_points, read_capture, write_capture
 from handcap.core.filters import one_euro
-from handcap.core.handmodel import load_builtin, rest_joints
+from handcap.core.handmodel import forward, load_builtin, rest_joints
 from handcap.core.live_record import LiveFrame, record_capture
-from handcap.inference.live import LiveOptions, LiveSession, OneEuro
-from handcap.inference.sources import SourceError, VirtualCamera, open_live
+from handcap.inference.live_pipeline import LatestFrames, _pack, _unpack, run_pipelined
+from handcap.inference.live_stages import LiveOptions, LiveSession, OneEuro, PoseStage, _tips_only
+from handcap.inference.sources import CameraSource, SourceError, VirtualCamera, open_live
 
 from .conftest import REPO
 
@@ -55,6 +58,87 @@ def test_virtual_camera_plays_at_the_files_rate_and_drops_what_a_slow_consumer_m
     assert [r[0] for r in iter(cam.read, None)] == list(range(10)) and cam.dropped == 0
     with pytest.raises(SourceError, match="cannot be opened"):
         open_live(987)
+    with open_live(str(SAMPLE)) as cam:  # a camera by path (a stream URL or a file) delivers every frame
+        assert isinstance(cam, CameraSource) and cam.size == (640, 480) and cam.fps == pytest.approx(30.0)
+        got = [cam.read() for _ in range(3)]
+    assert [g[0] for g in got] == [0, 1, 2] and got[0][1].shape == (480, 640, 3)
+
+
+class ListSource:
+    """A camera that delivers ``n`` frames, each after ``gap`` seconds, then fails or ends."""
+
+    def __init__(self, n, gap, fail=False):
+        self.n, self.gap, self.fail, self.i = n, gap, fail, 0
+
+    def read(self):
+        time.sleep(self.gap)
+        if self.i == self.n:
+            if self.fail:
+                raise RuntimeError("camera unplugged")
+            return None
+        self.i += 1
+        return self.i - 1, np.full((2, 2, 3), self.i - 1, np.uint8), time.monotonic()
+
+
+def test_latest_frame_reader_drops_what_a_slow_consumer_misses_and_ends_or_fails():
+    frames = LatestFrames(ListSource(40, 0.005)).start()
+    got = []
+    while (r := frames.read()) is not None:
+        got.append(r[0])
+        time.sleep(0.03)  # six camera frames per processed frame
+    frames.close()
+    assert got == sorted(set(got)) and got[-1] == 39  # newest first, never a stale frame, the last one kept
+    assert 3 <= len(got) < 20  # most frames were dropped, not queued
+    fast = LatestFrames(ListSource(5, 0.02)).start()
+    assert [r[0] for r in iter(fast.read, None)] == list(range(5))  # a fast consumer gets every frame
+    failing = LatestFrames(ListSource(2, 0.0, fail=True)).start()
+    with pytest.raises(RuntimeError, match="unplugged"):
+        while failing.read() is not None:
+            pass
+
+
+def test_pipeline_messages_carry_the_observations_exactly():
+    from handcap.inference.landmarker import HandObservation
+
+    rng = np.random.default_rng(0)
+    hands = [
+        HandObservation(
+            t,
+            rng.normal(size=(21, 2)),
+            rng.normal(size=21),
+            rng.normal(size=(21, 3)),
+            0.9,
+            side,
+            0.8,
+            rng.normal(size=4),
+            0.7,
+        )
+        for t, side in ((3, "left"), (5, "right"))
+    ]
+    frame, t_read, cpu, back = _unpack(_pack(17, 123.25, (4.5, 0.25), hands))
+    assert (frame, t_read, cpu) == (17, 123.25, (4.5, 0.25)) and len(back) == 2
+    for a, b in zip(hands, back, strict=True):
+        assert (a.track_id, a.side, a.presence, a.side_score, a.p_right) == (
+            b.track_id,
+            b.side,
+            b.presence,
+            b.side_score,
+            b.p_right,
+        )
+        for name in ("kp2d", "kp_z", "world", "roi"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert _unpack(_pack(0, 0.0, (0.0, 0.0), []))[3] == []
+
+
+def test_pose_stage_keypoints_equal_the_whole_models():
+    """The pose stage poses the model cut down to its fingertip vertices: same 21 keypoints."""
+    rng = np.random.default_rng(1)
+    for side in ("right", "left"):
+        data = load_builtin(side)
+        theta, beta = rng.normal(0, 0.4, (3, 16, 3)), rng.normal(0, 1, 10)
+        np.testing.assert_allclose(
+            forward(_tips_only(data), theta, beta).keypoints, forward(data, theta, beta).keypoints, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("rotations", [False, True])
@@ -71,28 +155,41 @@ def test_streaming_one_euro_matches_the_offline_filter(rotations):
     np.testing.assert_allclose(streamed, offline, atol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def live_recording():
-    """The sample clip through the live path in real time (3 s), as the worker's JSON messages."""
+@pytest.fixture(scope="module", params=["pipeline", "one process"])
+def live_recording(request):
+    """The sample clip through the live path in real time (3 s), as the worker's JSON messages: the
+    worker's two-process pipeline, or both stages in this process."""
     cam = VirtualCamera(SAMPLE)
-    session = LiveSession(cam.size, cam.fps, LiveOptions())
     frames = []
+    if request.param == "pipeline":
+        stats = run_pipelined(
+            str(SAMPLE), True, LiveOptions(), lambda f: frames.append(LiveFrame.from_json(f.to_json()))
+        )
+        assert stats.frames == len(frames) and stats.dropped == frames[-1].frame - frames[0].frame + 1 - len(frames)
+        assert stats.cpu_landmarks_s > 0 and stats.cpu_pose_s > 0 and stats.cpu_reading_s > 0
+        return cam, frames, sorted({f.frame for f in frames} | set(stats.skipped))
+    session = LiveSession(cam.size, cam.fps, LiveOptions())
     while (r := cam.read()) is not None:
         frames.append(LiveFrame.from_json(session.step(*r).to_json()))
-    return cam, frames
+    return cam, frames, [f.frame for f in frames]
 
 
 def test_live_recording_matches_an_offline_capture_of_the_same_frames(live_recording, tmp_path):
     """Same frames, same landmarker in tracking mode, so the same keypoints (0.01 px: the one network run
-    per frame in both). The poses differ by design: live uses the fit's analytic start (inverse kinematics,
+    per frame in both; offline runs on every frame the live landmark stage saw, including those whose pose
+    the pipeline skipped). The poses differ by design: live uses the fit's analytic start (inverse kinematics,
     linear translation, no iterations) and a causal One-Euro filter, offline the whole-clip fit with its 2D
-    polish; the bounds (25 mm wrist-relative, 25 px reprojection) are about twice what was measured."""
+    polish. Measured: 14 mm wrist-relative when most frames are processed, up to 28 mm when a machine at
+    load 15 kept up with far fewer (larger steps for the causal filter); the bounds are 35 mm and 25 px
+    reprojection (13-15 px measured). The live poses themselves are checked exactly: the pose stage
+    replayed on the offline landmarks of the recorded frames gives the recorded poses."""
     from handcap.inference.capture_job import CaptureOptions, capture_from_landmarks
     from handcap.inference.landmarker import HandLandmarker, LandmarkerOptions
     from handcap.inference.sources import ArraySource, VideoSource
 
-    cam, frames = live_recording
-    assert len(frames) >= 5  # how many the machine keeps up with depends on its load (7 seen under the full suite)
+    cam, frames, seen = live_recording
+    # how many frames the machine keeps up with depends on its load (2 of 90 seen at load 14): no timing here
+    assert len(frames) >= 2
     models = {s: load_builtin(s) for s in ("right", "left")}
     cap = record_capture(frames, str(SAMPLE), lambda s, b: rest_joints(models[s], b))
     write_capture(tmp_path / "live.npz", cap)
@@ -100,9 +197,9 @@ def test_live_recording_matches_an_offline_capture_of_the_same_frames(live_recor
     assert cap.fps == pytest.approx(cam.fps) and np.array_equal(cap.frames, [f.frame for f in frames])
     assert set(cap.hands) == {"right", "left"}
     video = dict(VideoSource(SAMPLE))
-    rgb = np.stack([video[int(i)] for i in cap.frames])
+    rgb = np.stack([video[int(i)] for i in seen])
     results = list(HandLandmarker(LandmarkerOptions(max_hands=2, device="cpu")).iter_source(ArraySource(rgb)))
-    for r, i in zip(results, cap.frames, strict=True):
+    for r, i in zip(results, seen, strict=True):
         r.frame_index = int(i)
     offline = capture_from_landmarks(
         results,
@@ -113,16 +210,24 @@ def test_live_recording_matches_an_offline_capture_of_the_same_frames(live_recor
         intrinsics=cap.intrinsics,
     ).capture
     k = cap.intrinsics.matrix
+    rows = np.isin(offline.frames, cap.frames)
     for side in ("right", "left"):
         a, b = cap.hands[side], offline.hands[side]
-        np.testing.assert_array_equal(a.valid, b.valid)  # identities: each side seen on the same frames
+        np.testing.assert_array_equal(a.valid, b.valid[rows])  # identities: each side seen on the same frames
         v = a.valid
-        assert np.abs(a.kp2d[v] - b.kp2d[v]).max() < 0.01
+        gap = np.abs(a.kp2d[v] - b.kp2d[rows][v]).max((1, 2))
+        assert gap.max() < 0.01, f"{side}: frames {cap.frames[v][gap >= 0.01]} differ by up to {gap.max():.3f} px"
         rel = lambda x: x - x[:, :1]  # noqa: E731
-        err = 1000 * np.linalg.norm(rel(a.kp3d[v]) - rel(b.kp3d[v]), axis=-1).mean()
-        assert err < 25.0, f"{side}: live keypoints {err:.1f} mm from offline (wrist-relative)"
+        err = 1000 * np.linalg.norm(rel(a.kp3d[v]) - rel(b.kp3d[rows][v]), axis=-1).mean()
+        assert err < 35.0, f"{side}: live keypoints {err:.1f} mm from offline (wrist-relative)"
         reproj = np.linalg.norm(project_points(a.kp3d[v], k) - a.kp2d[v], axis=-1).mean()
         assert reproj < 25.0, f"{side}: live mesh {reproj:.1f} px off the keypoints"
+    replay = PoseStage(cam.size, cam.fps, LiveOptions())
+    by_frame = {r.frame_index: r for r in results}
+    for f in frames:  # the frames whose pose was solved live, in order, with the same landmarks
+        for side, h in replay(f.frame, by_frame[f.frame].hands).items():
+            assert 1000 * np.abs(h.kp3d - f.hands[side].kp3d).max() < 0.01  # the message's rounding: 1e-6 m
+            assert np.abs(h.theta - f.hands[side].theta).max() < 1e-4
 
 
 def test_worker_streams_one_json_line_per_frame():
@@ -147,6 +252,40 @@ def test_worker_streams_one_json_line_per_frame():
     assert bad.returncode == 2 and "error:" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the worker's children from /proc")
+def test_stopping_the_worker_stops_its_landmark_process():
+    """Blender stops the worker with SIGTERM (``BackgroundProcess.terminate``): the pipeline's landmark
+    process, which holds the camera, must end with it."""
+    import os
+    import signal
+
+    argv = [sys.executable, "-m", "handcap.inference.live", str(SAMPLE), "--virtual"]
+    proc = subprocess.Popen(argv, cwd=REPO.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert LiveFrame.from_json(proc.stdout.readline()) is not None  # streaming: both stages run
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+            children = [int(c) for c in f.read().split()]
+        assert children
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
+    deadline = time.monotonic() + 1.0  # well before the 3 s clip would have ended the stream by itself
+
+    def alive() -> list[int]:
+        return [c for c in children if os.path.exists(f"/proc/{c}") and _state(c) != "Z"]
+
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive()
+
+
 def test_operator_step_drives_the_rigs_and_records_a_capture(hc, tmp_path):
     """bpy in background mode has no event loop: drive the operator's timer step (LiveRun.tick)."""
     bpy = hc.bpy
@@ -163,6 +302,7 @@ def test_operator_step_drives_the_rigs_and_records_a_capture(hc, tmp_path):
         run.stop()
     assert run.error == "" and set(run.rigs) == {"right", "left"}
     assert run.frames_applied > 5 and run.frames_seen >= run.frames_applied
+    assert len(run.apply_ms) == len(run.latency_ms) == run.frames_applied
     last = run.recording[-1]
     for side, name in run.rigs.items():
         obj = bpy.data.objects[name]

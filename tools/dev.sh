@@ -4,6 +4,8 @@
 #          plus the MediaPipe wheel file for the weight converter and parity tests (.cache/, never installed).
 #   demo:  setup, then capture the project's own sample clip and write out/demo.blend.
 #   test:  setup, then the whole test suite (plain Python and Blender tests).
+#   test-matrix: setup, then the release tests on Blender 4.2 LTS, 4.5 LTS and 5.0, each in its own venv
+#          (.venv-bpy42 ...; tools/release_matrix.py stamps and updates them like setup does .venv).
 # A second run reuses .venv (a stamp of pyproject.toml decides) and starts in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,10 +65,15 @@ case "${1:-}" in
     if [ "$rc" -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi
     exit "$rc"
     ;;
+  test-matrix)
+    setup
+    shift
+    exec "$PY" tools/release_matrix.py "$@"
+    ;;
   demo)
     setup
     shift
     exec "$PY" tools/demo.py "$@"
     ;;
-  *) echo "usage: bash tools/dev.sh setup|test|demo [args]" >&2; exit 2 ;;
+  *) echo "usage: bash tools/dev.sh setup|test|test-matrix|demo [args]" >&2; exit 2 ;;
 esac

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-3.0-or-later
-// HandCap job type for Flamenco: one video -> overlapping chunks captured in parallel -> one merge task that
-// fits the whole clip and converts it (see docs/farm.md). Install: copy this file into the `scripts/` folder
+// HandCap job type for Flamenco: one video -> overlapping chunks, each going on from the previous chunk's
+// tracker state (so its landmarks are the whole clip's: the chunks of one video run in order, the videos of
+// a library in parallel) -> one merge task that fits the whole clip and converts it (see docs/farm.md). Install: copy this file into the `scripts/` folder
 // next to the flamenco-manager executable and restart the Manager.
 //
-// Each chunk task runs   blender -b -c handcap convert VIDEO -o OUT --frames A:B --chunk-out CHUNK ...
+// Each chunk task runs   blender -b -c handcap convert VIDEO -o OUT --frames A:B --chunk-out CHUNK
+//                        [--after-chunk PREVIOUS_CHUNK] ...
 // and the merge task     blender -b -c handcap merge CHUNK... -o OUT --format FMT
 // on Workers that have Blender with the HandCap extension enabled (and its inference environment set up).
 // Flamenco farms share storage, so the chunk files live under the output folder.
@@ -84,12 +86,17 @@ function compileJob(job) {
   for (const c of chunks) {
     const file = `${chunkDir}/chunk_${String(c.index).padStart(4, "0")}.npz`;
     const task = author.Task(`chunk-${c.index + 1}-of-${chunks.length}`, "blender");
+    // a chunk goes on from the tracker state its predecessor wrote into its chunk file
+    const after = c.index > 0 ? ["--after-chunk", chunkFiles[c.index - 1]] : [];
     task.addCommand(handcapCommand([
       "convert", s.video, "-o", s.output_dir,
       "--frames", `${c.start}:${c.stop}`,
       "--chunk-frames", String(s.chunk_frames), "--overlap", String(s.overlap),
       "--chunk-out", file,
-    ].concat(splitArgs(s.capture_args))));
+    ].concat(after, splitArgs(s.capture_args))));
+    if (c.index > 0) {
+      task.addDependency(chunkTasks[c.index - 1]);
+    }
     job.addTask(task);
     chunkTasks.push(task);
     chunkFiles.push(file);

@@ -43,7 +43,7 @@ test("job type settings name every key compileJob reads", () => {
   for (const k of Object.keys(SETTINGS)) assert.ok(keys.includes(k), k);
 });
 
-test("one blender task per chunk, then a merge depending on all of them", () => {
+test("one blender task per chunk, each after its predecessor, then a merge depending on all of them", () => {
   const tasks = compile(SETTINGS);
   assert.deepStrictEqual(tasks.map((t) => t.name),
     ["chunk-1-of-4", "chunk-2-of-4", "chunk-3-of-4", "chunk-4-of-4", "merge-and-convert"]);
@@ -55,7 +55,8 @@ test("one blender task per chunk, then a merge depending on all of them", () => 
   assert.deepStrictEqual(ranges, ["0:30", "20:50", "40:70", "60:90"]);
   const merge = tasks[4];
   assert.deepStrictEqual(merge.dependencies, tasks.slice(0, 4));
-  assert.ok(tasks.slice(0, 4).every((t) => t.dependencies.length === 0));
+  assert.strictEqual(tasks[0].dependencies.length, 0);
+  for (let k = 1; k < 4; k++) assert.deepStrictEqual(tasks[k].dependencies, [tasks[k - 1]]);
 });
 
 test("chunk commands run blender -b -c handcap convert --chunk-out; the merge reads those files", () => {
@@ -67,8 +68,9 @@ test("chunk commands run blender -b -c handcap convert --chunk-out; the merge re
   assert.deepStrictEqual(plain(cmd.parameters.args), [
     "-c", "handcap", "convert", "/farm/footage/take_01.mp4", "-o", "/farm/out", "--frames", "20:50",
     "--chunk-frames", "30", "--overlap", "10", "--chunk-out", "/farm/out/.handcap-chunks/take_01/chunk_0001.npz",
-    "--fov", "50",
+    "--after-chunk", "/farm/out/.handcap-chunks/take_01/chunk_0000.npz", "--fov", "50",
   ]);
+  assert.ok(!tasks[0].commands[0].parameters.args.includes("--after-chunk"));
   const outs = tasks.slice(0, 4).map((t) => {
     const a = t.commands[0].parameters.args;
     return a[a.indexOf("--chunk-out") + 1];

@@ -15,8 +15,12 @@ never less than what the cost's curvature says. A weak prior (log-normal about a
 ``PRIOR_SIGMA_LOG``) keeps a single photo, whose perspective says little, off the grid's ends.
 
 The cue is weak: a hand 45 cm away spans +-4 cm in depth, about +-10 % magnification. With exact 3D shapes
-(synthetic clips) a clip of 60 frames gives the focal length within a few percent; the landmarker's depths are
-less exact (see docs/fitting.md for the figures on real footage).
+(synthetic clips) a clip of 60 frames gives the focal length within 1 %; what limits it is the error of the
+3D landmarks, and that error also biases it (noisy depths of the shape read as perspective: with 5 mm of it
+the estimate came out some 10 % long at 45-75 degrees, up to 20 % short at 30). So the 3D landmarks are first
+denoised over time: each frame's are averaged with their neighbours' (Gaussian, its width chosen from the
+clip by cross-validation), each neighbour turned onto the frame first (Kabsch), since the hand turns faster
+than its shape changes. A single photo gets no such help (see docs/fitting.md for the figures on real footage).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ MAX_FRAMES = 48  # per hand: evenly spaced frames of a long clip (the estimate i
 PRIOR_FOV_DEG = 60.0
 PRIOR_SIGMA_LOG = 0.7  # in log focal length: a factor of 2 is one standard deviation
 _STEPS = 6
+SMOOTH_CHOICES = (0.7, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)  # widths (Gaussian sigma, frames) of the 3D landmarks' denoising
 
 
 @dataclass
@@ -109,6 +114,56 @@ def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray) -> np
     return cost
 
 
+def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rotations (..., 3, 3) that best turn centred point sets src onto dst (..., P, 3)."""
+    u, _, vt = np.linalg.svd(np.swapaxes(src, -1, -2) @ dst)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[..., :, -1] *= d[..., None]
+    return np.swapaxes(u @ vt, -1, -2)
+
+
+def _turned_neighbours(world: np.ndarray, ok: np.ndarray, reach: int):
+    """For each offset 1 <= |o| <= reach: (o, frames a whose frame a + o is valid too, the landmarks of a + o
+    centred and turned onto those of a (Kabsch)). world (T, 21, 3), ok (T,) bool."""
+    t = len(world)
+    cen = world - world.mean(1, keepdims=True)
+    out = []
+    for off in [o for o in range(-reach, reach + 1) if o]:
+        a = np.arange(max(0, -off), min(t, t - off))
+        a = a[ok[a] & ok[a + off]]
+        if len(a):
+            out.append((off, a, np.einsum("nij,npj->npi", _kabsch(cen[a + off], cen[a]), cen[a + off])))
+    return cen, out
+
+
+def _denoise_world(world: np.ndarray, ok: np.ndarray, sigma: float | None) -> np.ndarray:
+    """The 3D landmarks (T, 21, 3) of each valid frame averaged with their valid neighbours' (Gaussian over
+    time, sigma frames; 0: unchanged), each neighbour first turned onto the frame (the hand turns faster
+    than its shape changes). Their error is what limits the estimate, and it biases it (errors in the
+    shape's depths read as perspective), but averaging also blurs moving fingers: sigma None picks, from
+    ``SMOOTH_CHOICES``, the width whose average of the neighbours alone predicts each frame best (the
+    frame's own error is independent of theirs, so that is the width that denoises best)."""
+    if sigma is not None and sigma <= 0:
+        return world
+    widths = SMOOTH_CHOICES if sigma is None else (sigma,)
+    cen, turned = _turned_neighbours(world, ok, int(np.ceil(2.5 * max(widths))))
+    best, best_err = None, np.inf
+    for width in widths:
+        acc, wsum = np.zeros_like(cen), np.zeros(len(cen))
+        for off, a, pts in turned:
+            wt = np.exp(-0.5 * (off / width) ** 2)
+            acc[a] += wt * pts
+            wsum[a] += wt
+        has = ok & (wsum > 0)
+        if not has.any():
+            return world
+        err = float(np.mean(np.linalg.norm(acc[has] / wsum[has, None, None] - cen[has], axis=-1) ** 2))
+        if err < best_err:
+            best_err = err
+            best = np.where(has[:, None, None], (acc + cen) / (wsum + 1.0)[:, None, None], world)
+    return best
+
+
 def _refine(log_f: np.ndarray, total: np.ndarray) -> tuple[float, float]:
     """Minimum of a cost sampled on a log grid by a parabola through the best point and its neighbours;
     returns (log focal, curvature d2 cost / d log f^2) (curvature 0 at the grid's ends)."""
@@ -124,11 +179,15 @@ def _refine(log_f: np.ndarray, total: np.ndarray) -> tuple[float, float]:
 
 
 def estimate_focal(
-    observations: Sequence, image_size: tuple[int, int], principal: tuple[float, float] | None = None
+    observations: Sequence,
+    image_size: tuple[int, int],
+    principal: tuple[float, float] | None = None,
+    smooth_frames: float | None = None,
 ) -> FocalEstimate | None:
     """Focal length of the camera from hand observations (``fit.HandObservations``, any number of tracks, the
     same camera); None when no frame has both 2D keypoints and 3D landmarks. principal: (cx, cy) px, default
-    the image centre."""
+    the image centre; smooth_frames: the 3D landmarks' denoising over time (Gaussian sigma, frames; 0 off; None: chosen
+    from the clip, ``_denoise_world``)."""
     width, height = (float(v) for v in image_size)
     centre = np.array(principal if principal is not None else (width / 2, height / 2), np.float64)
     views = []
@@ -137,6 +196,7 @@ def estimate_focal(
         kp2d, world = np.asarray(obs.kp2d, np.float64), np.asarray(obs.world, np.float64)
         ok = np.asarray(obs.world_valid, bool) & np.isfinite(world).all((1, 2)) & np.isfinite(kp2d).all((1, 2))
         ok &= (conf > 0).sum(1) >= 12  # a partial hand says little about perspective
+        world = _denoise_world(world, ok, smooth_frames)
         idx = np.flatnonzero(ok)
         if len(idx) > MAX_FRAMES:
             idx = idx[np.round(np.linspace(0, len(idx) - 1, MAX_FRAMES)).astype(int)]
@@ -155,7 +215,8 @@ def estimate_focal(
     dof = np.maximum(2 * (conf > 0).sum(1) - 6, 1)
     noise = max(float(np.median(costs.min(1) / dof)), 1e-8)
     prior = ((log_f - np.log(0.5 * width / np.tan(np.radians(PRIOR_FOV_DEG) / 2))) / PRIOR_SIGMA_LOG) ** 2
-    total = costs.sum(0) / noise + prior
+    costs = costs / noise
+    total = costs.sum(0) + prior
     est, curv = _refine(log_f, total)
     sigma_log = np.sqrt(2.0 / curv) if curv > 0 else PRIOR_SIGMA_LOG
     # block jackknife over the clip: frames close in time share their errors
@@ -165,7 +226,7 @@ def estimate_focal(
         labels = np.empty(n, int)
         labels[order] = np.arange(n) * blocks // n
         loo = np.array(
-            [_refine(log_f, costs[labels != b].sum(0) / noise + prior)[0] for b in range(blocks)], np.float64
+            [_refine(log_f, costs[labels != b].sum(0) + prior)[0] for b in range(blocks)], np.float64
         )
         jack = np.sqrt((blocks - 1) / blocks * ((loo - loo.mean()) ** 2).sum())
         sigma_log = max(sigma_log, float(jack))

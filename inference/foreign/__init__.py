@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import ForeignImport, ForeignOptions, ForeignResultsError
-from .layouts import LAYOUTS
+from .common import LAYOUTS, ForeignImport, ForeignOptions, ForeignResultsError
 
 EXTENSIONS = (".npz", ".json", ".csv", ".npy")
 

@@ -21,6 +21,23 @@ from ...core.capture import CameraIntrinsics, Capture
 MANO_HINT = "pass --mano-dir DIR (command line) or set Preferences > HandCap > MANO Folder (Blender)"
 
 
+#: layout -> (kind, what it is). "mano": MANO parameters; "keypoints": 21 keypoints, fitted by HandCap.
+LAYOUTS = {
+    "handcap": ("mano", "HandCap's documented MANO-parameter layout (docs/foreign-results.md)"),
+    "hamer": (
+        "mano",
+        "a dump of HaMeR's demo outputs: pred_mano_params, pred_cam, box_center, box_size, img_size, right",
+    ),
+    "wilor": (
+        "mano",
+        "a dump of WiLoR / WiLoR-mini outputs: wilor_preds {global_orient, hand_pose, betas, "
+        "pred_cam_t_full, scaled_focal_length}, is_right",
+    ),
+    "mediapipe": ("keypoints", "MediaPipe hand landmarks (normalised x, y, z; handedness), JSON or CSV"),
+    "freemocap": ("keypoints", "FreeMoCap's mediapipe_{right,left}_hand_3d_xyz .csv / .npy (mm, its world frame)"),
+}
+
+
 class ForeignResultsError(ValueError):
     """A results file of another tool cannot be read or converted (the message says which and why)."""
 
@@ -64,8 +81,6 @@ class ForeignOptions:
     fit: object | None = None
 
     def validate(self) -> None:
-        from .layouts import LAYOUTS
-
         if self.layout != "auto" and self.layout not in LAYOUTS:
             raise ForeignResultsError(f"layout must be 'auto' or one of {', '.join(LAYOUTS)}, got {self.layout!r}")
         if self.model not in ("builtin", "mano"):

@@ -14,22 +14,6 @@ import numpy as np
 
 from .common import ForeignResultsError
 
-#: layout -> (kind, what it is). "mano": MANO parameters; "keypoints": 21 keypoints, fitted by HandCap.
-LAYOUTS = {
-    "handcap": ("mano", "HandCap's documented MANO-parameter layout (docs/foreign-results.md)"),
-    "hamer": (
-        "mano",
-        "a dump of HaMeR's demo outputs: pred_mano_params, pred_cam, box_center, box_size, img_size, right",
-    ),
-    "wilor": (
-        "mano",
-        "a dump of WiLoR / WiLoR-mini outputs: wilor_preds {global_orient, hand_pose, betas, "
-        "pred_cam_t_full, scaled_focal_length}, is_right",
-    ),
-    "mediapipe": ("keypoints", "MediaPipe hand landmarks (normalised x, y, z; handedness), JSON or CSV"),
-    "freemocap": ("keypoints", "FreeMoCap's mediapipe_{right,left}_hand_3d_xyz .csv / .npy (mm, its world frame)"),
-}
-
 #: HaMeR and WiLoR cameras: focal length = FOCAL_LENGTH / IMAGE_SIZE * max(image width, height).
 HAMER_FOCAL, HAMER_CROP = 5000.0, 256.0
 
