@@ -21,6 +21,10 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 
 #: Hand models a capture can fit.
 HAND_MODELS = ("builtin", "mano")
+#: Palm search modes (inference/multiscale.py): "tiled", photos searched through the full view plus tiles and a
+#: zoomed-out view, videos through the full view and the tracker; "tiled-video", also tiles around a lost hand in
+#: videos; "full", the full view only, as MediaPipe looks.
+DETECT_MODES = ("tiled", "tiled-video", "full")
 
 
 class CaptureRequestError(ValueError):
@@ -195,6 +199,9 @@ class CaptureRequest:
             shared photos; a crop that reads as the other hand's duplicate scores about 0.04.
         min_frames: a hand track seen in fewer of the captured frames is dropped (with a warning): a hand
             that flashes into a few frames of a long clip is more often a misdetection than a hand to animate.
+        detect: palm search, one of DETECT_MODES: "tiled" finds small and close-up hands in photos,
+            "tiled-video" also searches tiles around a lost hand in videos (slower while one is missing), "full"
+            looks at the whole frame only.
         fit: overrides of the fit's options, name -> value (``FitOptions`` in inference/fitting/fit.py, e.g.
             {"same_person": False} for two people's hands); a FitOptions is accepted and kept as its overrides.
     """
@@ -257,6 +264,17 @@ class CaptureRequest:
         1,
         Flag("--min-frames", "drop a hand seen in fewer than N of the captured frames (default 1)", "N", _parse_int),
     )
+    detect: str = _option(
+        "tiled",
+        Flag(
+            "--detect",
+            "palm search: tiled (photos: full view, tiles and a zoomed-out view; default), tiled-video (also tiles "
+            "around a lost hand in videos) or full (the full view only)",
+            None,
+            str,
+            choices=DETECT_MODES,
+        ),
+    )
     fit: dict = _option(
         None,
         Flag(
@@ -293,6 +311,8 @@ class CaptureRequest:
             raise CaptureRequestError(f"min_confidence must be between 0 and 1, got {self.min_confidence!r}")
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise CaptureRequestError(f"min_frames must be a positive integer, got {self.min_frames!r}")
+        if self.detect not in DETECT_MODES:
+            raise CaptureRequestError(f"detect must be one of {', '.join(DETECT_MODES)}, got {self.detect!r}")
         if self.model == "mano" and not self.mano_dir:
             raise CaptureRequestError(
                 "the MANO model needs the folder holding MANO_RIGHT.pkl / MANO_LEFT.pkl (--mano-dir)"

@@ -112,9 +112,15 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
 def landmarker_for(options: CaptureOptions, device: str | None = None):
     """A ``HandLandmarker`` set up for the request (reusable for every input of a batch with its options)."""
     from .landmarker import HandLandmarker, LandmarkerOptions
+    from .multiscale import FULL_VIEW_ONLY, DetectionOptions
 
     device = device or resolve_device(options.device)
-    return HandLandmarker(LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored))
+    detection = (
+        FULL_VIEW_ONLY if options.detect == "full" else DetectionOptions(video_tiles=options.detect == "tiled-video")
+    )
+    return HandLandmarker(
+        LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored, detection=detection)
+    )
 
 
 PHOTO_RANGE_NOTE = "a frame range and stride apply to videos only: a photo is its one frame"

@@ -157,6 +157,7 @@ def capture_request(props, context, footage: Footage, clip=None) -> CaptureReque
         mirrored=props.mirrored,
         min_confidence=props.min_confidence,
         min_frames=props.min_frames,
+        detect=props.detect.lower().replace("_", "-"),
         fit=fit_overrides(props.fit_options, same_person=props.people == "ONE"),
     )
     if props.camera == "FOV":
@@ -255,6 +256,15 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
         default=CaptureRequest.min_frames,
         min=1,
     )
+    detect: EnumProperty(
+        name="Palm Search",
+        items=(
+            ("TILED", "Tiled", "Photos: the full view plus tiles and a zoomed-out view (small and close-up hands)"),
+            ("TILED_VIDEO", "Tiled Video", "Also tiles around a lost hand in videos (slower while one is missing)"),
+            ("FULL", "Full View", "The whole frame only, as MediaPipe looks"),
+        ),
+        default="TILED",
+    )
     fit_options: StringProperty(
         name="Fit Options",
         description="Overrides of the fit's options as NAME=VALUE separated by spaces (as the command line's "
@@ -336,6 +346,7 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
             layout.prop(self, "people", expand=True)
         layout.prop(self, "min_confidence")
         layout.prop(self, "min_frames")
+        layout.prop(self, "detect")
         layout.prop(self, "fit_options")
         layout.prop(self, "with_mesh")
         layout.prop(self, "set_scene_timing")

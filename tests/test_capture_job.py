@@ -97,6 +97,20 @@ def test_job_errors():
         CaptureOptions("x.mp4", hands=3).validate()
 
 
+def test_the_palm_search_option_reaches_the_landmarker():
+    """--detect sets the landmarker's palm search: tiles for photos by default, tiles around lost hands in
+    videos only with tiled-video, the full view alone with full; anything else is refused up front."""
+    from handcap.inference.capture_job import landmarker_for
+    from handcap.inference.multiscale import FULL_VIEW_ONLY
+
+    tiled = landmarker_for(CaptureOptions("x.mp4"), "cpu").options.detection
+    assert tiled.still_tiles and not tiled.video_tiles
+    assert landmarker_for(CaptureOptions("x.mp4", detect="tiled-video"), "cpu").options.detection.video_tiles
+    assert landmarker_for(CaptureOptions("x.mp4", detect="full"), "cpu").options.detection == FULL_VIEW_ONLY
+    with pytest.raises(CaptureJobError, match="detect must be one of"):
+        CaptureOptions("x.mp4", detect="tiles").validate()
+
+
 def test_mano_folder_errors_are_reported_before_landmarks(tmp_path, capsys):
     empty = tmp_path / "mano"
     empty.mkdir()

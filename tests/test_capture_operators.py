@@ -245,6 +245,7 @@ def test_capture_hands_properties_make_the_one_capture_request(hc, worker_prefs)
         people="TWO",
         min_confidence=0.4,
         min_frames=3,
+        detect="TILED_VIDEO",
         fit_options="polish_iterations=3  iterations=2,4,2",
         camera="FOCAL_PX",
         fov=55.0,
@@ -263,6 +264,7 @@ def test_capture_hands_properties_make_the_one_capture_request(hc, worker_prefs)
         mirrored=True,
         min_confidence=0.4,
         min_frames=3,
+        detect="tiled-video",
         fit={"polish_iterations": 3, "iterations": (2, 4, 2), "same_person": False},
     )
     argv = request.argv("take.npz")

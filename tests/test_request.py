@@ -34,6 +34,7 @@ def every_field() -> CaptureRequest:
         mirrored=True,
         min_confidence=0.35,
         min_frames=4,
+        detect="full",
         fit={"same_person": False, "iterations": (2, 4, 2), "w_2d": 0.75, "polish_iterations": 5},
     )
 
