@@ -165,7 +165,7 @@ def _merge_in_blender(args) -> int:
     import tempfile
 
     from .cli import CliError
-    from .cli.merge import batch_options
+    from .cli.outputs import batch_options
     from .core.capture import read_capture
     from .core.media import MEDIA_EXTS
     from .farm.jobs import merge_and_convert
@@ -187,7 +187,7 @@ def _merge_in_blender(args) -> int:
                 args.name or Path(name).stem,
                 name,
                 Path(args.outdir),
-                batch_options(args, MEDIA_EXTS),
+                batch_options(args, args.chunks, MEDIA_EXTS),
             )
         except (ValueError, RuntimeError, OSError) as exc:
             print(f"handcap merge: FAILED: {' '.join(str(exc).split())}", file=sys.stderr)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core.media import OUTPUT_FORMATS as FORMATS
 from . import CliError
+from .outputs import add_output_arguments, batch_options
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,29 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="videos, photos, .npz captures, folders or globs")
     p.add_argument("-o", "--outdir", required=True, help="output folder (created if needed)")
-    p.add_argument("--format", choices=FORMATS, default="blend", help="output file type (default: blend)")
-    g = p.add_argument_group("retargeting")
-    g.add_argument("--retarget", metavar="RIG.blend", default="", help="retarget the hands onto a rig from this file")
-    g.add_argument("--rig-object", default="", help="the rig's object name in RIG.blend (default: its only armature)")
-    g.add_argument(
-        "--mapping", default="", help="bone mapping: preset id (rigify, mixamo, ...) or preset .json (default: suggest)"
-    )
-    g.add_argument(
-        "--wrist-location",
-        choices=("NONE", "RELATIVE", "WORLD"),
-        default="NONE",
-        help="move the rig's hands too: by the captured wrist motion, or onto the captured wrists (default NONE)",
-    )
-    o = p.add_argument_group("output")
-    o.add_argument("--no-mesh", action="store_true", help="armatures only, no hand meshes")
-    o.add_argument("--keep-captures", action="store_true", help="also write each capture (.npz) to OUTDIR")
-    o.add_argument("--overwrite", action="store_true", help="replace existing output files (default: refuse)")
-    o.add_argument(
-        "--no-smooth",
-        action="store_true",
-        help="keep each hand's raw capture (default: the default smoothing, which the capture's fit leaves to it; "
-        "in a .blend the raw keys stay, ready to re-bake)",
-    )
+    add_output_arguments(p)
     # The same capture options as ``python -m handcap capture``.
     add_capture_arguments(p.add_argument_group("capture (videos and photos)"))
     # --- chunked capture for farms (issue 17; farm/, inference/chunks.py) ---
@@ -93,25 +71,6 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     p.set_defaults(run=run)
 
 
-def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
-    from ..builders.batch import BatchOptions
-
-    return BatchOptions(
-        inputs=list(args.inputs),
-        outdir=str(Path(args.outdir)),
-        format=args.format,
-        retarget_blend=args.retarget,
-        rig_object=args.rig_object,
-        mapping=args.mapping,
-        wrist_location=args.wrist_location,
-        with_mesh=not args.no_mesh,
-        keep_captures=args.keep_captures,
-        overwrite=args.overwrite,
-        smooth=not args.no_smooth,
-        media_exts=media_exts,
-    )
-
-
 def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], log=print) -> int:
     """Run the batch with the given capture function; BatchError becomes CliError (exit code 2)."""
     import bpy
@@ -127,7 +86,7 @@ def run_batch(args: argparse.Namespace, capture_fn, media_exts: frozenset[str], 
 
         register()
     try:
-        return core(batch_options(args, media_exts), capture_fn, log).exit_code
+        return core(batch_options(args, args.inputs, media_exts), capture_fn, log).exit_code
     except BatchError as exc:
         raise CliError(str(exc)) from None
     finally:

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core.request import CaptureRequest, CaptureRequestError
     from ..farm.driver import FarmError, FarmOptions, run_farm
     from ..inference.chunks import ChunkError, plan_chunks
-    from .convert import batch_options
+    from .outputs import batch_options
 
     try:
         plan_chunks(range(1), args.chunk_frames, args.overlap)  # option errors before Ray starts
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         fit_options(capture)  # FitError (a ValueError) names a bad --fit
 
     options = FarmOptions(
-        batch=batch_options(args, frozenset(IMAGE_EXTS | VIDEO_EXTS)),
+        batch=batch_options(args, args.inputs, frozenset(IMAGE_EXTS | VIDEO_EXTS)),
         capture=capture,
         chunk_frames=args.chunk_frames,
         overlap=args.overlap,

@@ -11,11 +11,10 @@ import sys
 from pathlib import Path
 
 from . import CliError
+from .outputs import add_output_arguments, batch_options
 
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    from ..core.media import OUTPUT_FORMATS as FORMATS
-
     p = subparsers.add_parser(
         name,
         help=help_text,
@@ -27,36 +26,8 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
     p.add_argument("-o", "--outdir", default="", help="output folder (created if needed)")
     p.add_argument("--capture-out", default="", metavar="TAKE.npz", help="write the merged capture here, no conversion")
     p.add_argument("--name", default="", help="output file name without extension (default: the clip's name)")
-    p.add_argument("--format", choices=FORMATS, default="blend", help="output file type (default: blend)")
-    p.add_argument("--retarget", metavar="RIG.blend", default="", help="retarget the hands onto a rig from this file")
-    p.add_argument("--rig-object", default="", help="the rig's object name in RIG.blend")
-    p.add_argument("--mapping", default="", help="bone mapping: preset id or preset .json (default: suggest)")
-    p.add_argument("--wrist-location", choices=("NONE", "RELATIVE", "WORLD"), default="NONE")
-    p.add_argument("--no-mesh", action="store_true", help="armatures only, no hand meshes")
-    p.add_argument("--keep-captures", action="store_true", help="also write the merged capture (.npz) to OUTDIR")
-    p.add_argument("--no-smooth", action="store_true", help="keep the raw capture (no default smoothing)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_output_arguments(p)
     p.set_defaults(run=run)
-
-
-def batch_options(args: argparse.Namespace, media_exts: frozenset[str]):
-    """``BatchOptions`` of the conversion after the merge."""
-    from ..builders.batch import BatchOptions
-
-    return BatchOptions(
-        inputs=list(args.chunks),
-        outdir=str(Path(args.outdir)),
-        format=args.format,
-        retarget_blend=args.retarget,
-        rig_object=args.rig_object,
-        mapping=args.mapping,
-        wrist_location=args.wrist_location,
-        with_mesh=not args.no_mesh,
-        keep_captures=args.keep_captures,
-        overwrite=args.overwrite,
-        smooth=not args.no_smooth,
-        media_exts=media_exts,
-    )
 
 
 def merged_from_args(args: argparse.Namespace):
@@ -98,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from ..builders.batch import BatchError, check_options
     from ..farm.jobs import merge_and_convert
 
-    batch = batch_options(args, frozenset(IMAGE_EXTS | VIDEO_EXTS))
+    batch = batch_options(args, args.chunks, frozenset(IMAGE_EXTS | VIDEO_EXTS))
     try:
         check_options(batch)
     except BatchError as exc:
