@@ -5,7 +5,8 @@
 
 "before" is the full view alone with at most 2 hands per image (MediaPipe's detector, HandCap's old
 default); "after" is the default ``DetectionOptions`` (full view + coarse view + tiles) with at most 10
-hands per image (``--augment`` adds "tta": after with ``augment_below=0.9``). All score with
+hands per image (``--augment`` adds "tta": after with ``augment_below=0.9``; ``--search`` adds "search": after
+with ``DetectionOptions(landmark_search=True)``; ``--only`` picks configurations). All score with
 ``handcap.inference.evaluation``. Sections:
 
 * annotated sets: hands found, 2D error and PCK@0.1 on those found, time and palm-network views per image;
@@ -44,7 +45,7 @@ FRACTIONS = (0.35, 0.5, 0.7)
 OCCLUDED = range(60, 90)
 
 
-def configs(nets, augment: bool = False):
+def configs(nets, augment: bool = False, search: bool = False):
     from handcap.inference.landmarker import HandLandmarker, LandmarkerOptions
     from handcap.inference.multiscale import FULL_VIEW_ONLY, DetectionOptions
 
@@ -57,6 +58,8 @@ def configs(nets, augment: bool = False):
     out = {"before": make(2, FULL_VIEW_ONLY), "after": make(10, DetectionOptions())}
     if augment:  # "after" plus test-time augmentation of hands read with presence below 0.9
         out["tta"] = make(10, DetectionOptions(), 0.9)
+    if search:  # "after" plus the landmark-network search for hands the palm detector misses
+        out["search"] = make(10, DetectionOptions(landmark_search=True))
     return out
 
 
@@ -128,12 +131,12 @@ def reference_frames():
     return out
 
 
-def bench_crops(lms, refs) -> None:
+def bench_crops(lms, refs, close: bool = True) -> None:
     from handcap.inference.detection_sets import close_range_crop, no_hand_crops
     from handcap.inference.evaluation import GtHand, match_hands
 
     print("close-range crops (hand at 35 / 50 / 70 % of the crop height): found / crops, per fraction")
-    for label, lm in lms.items():
+    for label, lm in lms.items() if close else ():
         found = {f: [0, 0] for f in FRACTIONS}
         for _, _, frame, hands in refs:
             for kp in hands:
@@ -226,6 +229,11 @@ def main() -> None:
     ap.add_argument("--skip-video", action="store_true")
     ap.add_argument("--video-only", action="store_true", help="only the counting clip in tracking mode")
     ap.add_argument("--augment", action="store_true", help="add a third configuration: after + augment_below 0.9")
+    ap.add_argument("--search", action="store_true", help="add a configuration: after + landmark_search")
+    ap.add_argument("--only", nargs="+", help="configurations to run (default all of before, after, ...)")
+    ap.add_argument("--skip-sets", action="store_true", help="leave out the annotated sets")
+    ap.add_argument("--skip-photos", action="store_true", help="leave out the shared photos")
+    ap.add_argument("--skip-close", action="store_true", help="leave out the close-range crops")
     ap.add_argument("--baseline", type=Path, help="time tracking against this older checkout's handcap package")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--time-tracking", action="store_true", help=argparse.SUPPRESS)
@@ -244,12 +252,16 @@ def main() -> None:
         bench_baseline(args.baseline, args.rounds, args.threads)
         return
     nets = HandNets("cpu")
-    lms = configs(nets, args.augment)
+    lms = configs(nets, args.augment, args.search)
+    if args.only:
+        lms = {k: v for k, v in lms.items() if k in args.only}
     print(f"start: {load_load()}")
     if not args.video_only:
-        bench_sets(lms, args.sets)
-        bench_photos(lms)
-        bench_crops(lms, reference_frames())
+        if not args.skip_sets:
+            bench_sets(lms, args.sets)
+        if not args.skip_photos:
+            bench_photos(lms)
+        bench_crops(lms, reference_frames(), not args.skip_close)
     if not args.skip_video:
         bench_video(nets)
     print(f"end: {load_load()}")

@@ -38,24 +38,11 @@ SAMPLE = REPO / "assets" / "sample" / "two_hands.mp4"
 COUNTING = REPO.parent / "shared" / "data" / "videos" / "two_hands_counting_720p.mp4"
 sys.path.insert(0, str(REPO / "tests"))
 
+from sample_clip import write_reversed  # noqa: E402  (benchmarks/ is this script's own folder)
+
 
 def _reversed_sample(folder: Path) -> Path:
-    import cv2
-
-    cap = cv2.VideoCapture(str(SAMPLE))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    out_path = folder / "two_hands_reversed.mp4"
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
-    for f in frames[::-1]:
-        out.write(f)
-    out.release()
-    return out_path
+    return write_reversed(folder / "two_hands_reversed.mp4")
 
 
 def _timed(cmd: list[str], env=None) -> float:

@@ -1,4 +1,4 @@
-"""Time and accuracy of the hand-model fit (target: 210 frames x 2 hands in under 3 s on a 2-core CPU).
+"""Time and accuracy of the hand-model fit (target, issue 16: 210 frames x 2 hands in under 4 s on a 2-core CPU).
 
 Run: .venv/bin/python benchmarks/bench_fit.py [--frames 210] [--repeat 3] [--device cpu] [--real]
      [--polish-iterations N]

@@ -25,6 +25,27 @@ TRUTH = REPO / "assets" / "sample" / "two_hands_truth.npz"
 SAMPLE_FOV = 50.0
 
 
+def write_reversed(out_path: Path, start: int = 0, stop: int | None = None) -> Path:
+    """The sample clip's frames start..stop-1 written backwards to out_path (mp4, 30 fps): a second clip with
+    the same hands for farm runs, which the project's own assets allow without any shared data."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(SAMPLE))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    h, w = frames[0].shape[:2]
+    out = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for frame in frames[start:stop][::-1]:
+        out.write(frame)
+    out.release()
+    return out_path
+
+
 def _angle_deg(ra: np.ndarray, rb: np.ndarray) -> np.ndarray:
     """Geodesic angle between rotation matrices (..., 3, 3), degrees."""
     rel = np.swapaxes(ra, -1, -2) @ rb

@@ -384,9 +384,9 @@ def reprojection_errors(context, arms, camera=None, captures: dict | None = None
         if not is_hand_armature(arm):
             raise CameraAlignError(f"{arm.name} is not a HandCap hand armature")
         cap = (captures or {}).get(arm.name) or capture_of(arm)
-        track = cap.hands.get(rp.SIDE.read(arm))
+        track = cap.hands.get(rp.track_key(arm))
         if track is None:
-            raise CameraAlignError(f"{arm.name}: its capture has no {rp.SIDE.read(arm)} hand")
+            raise CameraAlignError(f"{arm.name}: its capture has no {rp.track_key(arm)} hand")
         k = camera_intrinsics(scene, camera, cap.image_size)
         fit_2d = camera_math.project(np.asarray(track.kp3d, np.float64), cap.intrinsics)
         frames = rp.FRAME_OFFSET.read(arm, 0) + np.asarray(cap.frames, np.int64)

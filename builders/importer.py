@@ -266,7 +266,7 @@ def _build(context, capture, path, plans, offset, options, created) -> ImportRes
     material = None
     for plan, arm_obj, rest, names in rigs:
         side = plan.side
-        _set_properties(arm_obj, capture, path, side, offset, frames)
+        _set_properties(arm_obj, capture, path, side, offset, frames, plan.key)
         if plan.mesh_vertices is not None:
             if material is None:
                 material, new = skin.skin_material()
@@ -300,10 +300,11 @@ def _per_track(name: str, key: str) -> str:
     return name if "_" not in key else f"{name}_{key.rsplit('_', 1)[1]}"
 
 
-def _set_properties(obj, capture: Capture, path: str, side: str, offset: int, frames: np.ndarray) -> None:
+def _set_properties(obj, capture: Capture, path: str, side: str, offset: int, frames: np.ndarray, key: str) -> None:
     capture_store.record_paths(obj, path, capture.source)
     rp.HAND_MODEL.write(obj, capture.hand_model)
     rp.SIDE.write(obj, side)
+    rp.TRACK.write(obj, key)
     rp.FPS.write(obj, capture.fps)
     rp.FRAME_OFFSET.write(obj, offset)  # scene frame = frame_offset + source frame index
     rp.SOURCE_FRAMES.write(obj, (frames[0], frames[-1]))
@@ -325,10 +326,11 @@ def _key_hand(arm_obj, action, track: HandTrack, frames16, names, offset, frames
             f'["{rp.CONFIDENCE.key}"]', 0, scene_all, np.where(valid, track.frame_conf, 0.0), interpolation="LINEAR"
         ),
     ]
-    n = int(valid.sum())
+    keyed = track.keyed  # observed frames and short gaps bridged from both sides (still not visible)
+    n = int(keyed.sum())
     if n:
-        quats, loc = convention.pose_to_bone_basis(track.theta[valid], track.transl[valid], frames16)
-        at = scene_all[valid]
+        quats, loc = convention.pose_to_bone_basis(track.theta[keyed], track.transl[keyed], frames16)
+        at = scene_all[keyed]
         for j in range(16):
             channels += keys.bone_channels(names[j], "rotation_quaternion", at, quats[:, j], options.interpolation)
         channels += keys.bone_channels(names[0], "location", at, loc, options.interpolation)

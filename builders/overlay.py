@@ -164,9 +164,7 @@ def _marks_for_frame(scene, camera, hands, frame: int, options: OverlayOptions) 
             continue
         scale = np.array(render, np.float64) / np.array(cap.image_size, np.float64)
         if options.draw_keypoints:
-            marks.append(
-                (np.asarray(cap.hands[rp.SIDE.read(arm)].kp2d[t], np.float64) * scale, KEYPOINT_COLOR, False)
-            )
+            marks.append((np.asarray(cap.hands[rp.track_key(arm)].kp2d[t], np.float64) * scale, KEYPOINT_COLOR, False))
         if options.draw_joints:
             k = camera_intrinsics(scene, camera, render)
             cam = np.array(camera.matrix_world, dtype=np.float64)
@@ -224,7 +222,7 @@ def render_overlay(context, camera, hands_arms, options: OverlayOptions) -> Over
         for arm in hands_arms:
             cap = capture_of(arm)
             frames = rp.FRAME_OFFSET.read(arm, 0) + np.asarray(cap.frames, np.int64)
-            valid = cap.hands[rp.SIDE.read(arm)].valid
+            valid = cap.hands[rp.track_key(arm)].valid
             hands.append((arm, cap, {int(f): t for t, f in enumerate(frames) if valid[t]}))
     out_dir = Path(bpy.path.abspath(options.output_dir))
     out_dir.mkdir(parents=True, exist_ok=True)

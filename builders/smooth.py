@@ -233,9 +233,19 @@ def smooth_armature(obj, settings: SmoothingSettings | None = None) -> Smoothing
     raw_action(obj)  # everything checked: keep the captured keys before overwriting them
     interp = "LINEAR" if settings.reduce_keys else data.interpolation
     m = result.motion
-    _write_pose(obj, obj.animation_data.action, data.frames, m.rot, m.loc, result.rot_keys, result.loc_keys, interp)
+    rot, loc, rot_keys, loc_keys = _keep_unsmoothed_keys(data, m, result.rot_keys, result.loc_keys)
+    _write_pose(obj, obj.animation_data.action, data.frames, rot, loc, rot_keys, loc_keys, interp)
     _store_report(obj.handcap_smoothing, result.report, smoothed=True)
     return result.report
+
+
+def _keep_unsmoothed_keys(data: ArmatureMotion, smoothed: Motion, rot_keys, loc_keys):
+    """Frames keyed in the raw action that smoothing left out (the capture's bridged gaps, not visible, when
+    gap filling is off or the gap is longer than its max_gap) keep their raw keys: smoothing loses no key."""
+    left_out = data.keyed & ~np.asarray(smoothed.valid, bool)
+    rot, loc = np.array(smoothed.rot, dtype=np.float64), np.array(smoothed.loc, dtype=np.float64)
+    rot[left_out], loc[left_out] = data.motion.rot[left_out], data.motion.loc[left_out]
+    return rot, loc, rot_keys | left_out[:, None], loc_keys | left_out
 
 
 def smooth_new_hands(armatures: dict[str, str], keyed_frames: dict[str, int]) -> dict[str, str]:
@@ -262,8 +272,8 @@ def reset_smoothing(obj) -> None:
         raise SmoothMotionError(f"{obj.name}: not smoothed, nothing to reset")
     data = read_motion(obj, raw)
     m = data.motion
-    rot_keys = np.repeat(m.valid[:, None], 16, axis=1)
-    _write_pose(obj, obj.animation_data.action, data.frames, m.rot, m.loc, rot_keys, m.valid, data.interpolation)
+    rot_keys = np.repeat(data.keyed[:, None], 16, axis=1)  # every raw key, bridged gaps included
+    _write_pose(obj, obj.animation_data.action, data.frames, m.rot, m.loc, rot_keys, data.keyed, data.interpolation)
     obj.handcap_smoothing.is_smoothed = False
 
 

@@ -16,9 +16,10 @@ def add_parser(subparsers, name: str, help_text: str):
     p.add_argument("--max-hands", type=int, default=2, help="most hands per image (default 2)")
     p.add_argument(
         "--detect",
-        choices=("tiled", "full"),
+        choices=("tiled", "search", "full"),
         default="tiled",
         help="palm search: the full view plus a coarse view and overlapping tiles at finer scales (default), "
+        "the same plus a landmark-network search for hands without a palm (search), "
         "or the full view only (MediaPipe's)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="images / crops per network call (default 16)")
@@ -48,7 +49,7 @@ def run(args) -> int:
 
     from ..inference.evaluation import SetFormatError, evaluate_set, landmarker_predictor, load_annotated_set
     from ..inference.landmarker import HandLandmarker, LandmarkerOptions
-    from ..inference.multiscale import FULL_VIEW_ONLY, DetectionOptions
+    from ..inference.multiscale import detection_for_mode
     from ..inference.nets import WeightsError
     from ..inference.sources import SourceError
 
@@ -62,7 +63,7 @@ def run(args) -> int:
             batch_size=args.batch_size,
             refine=args.refine,
             mirrored_input=args.mirrored,
-            detection=FULL_VIEW_ONLY if args.detect == "full" else DetectionOptions(),
+            detection=detection_for_mode(args.detect),
         )
         landmarker = HandLandmarker(options)
         progress = None

@@ -50,18 +50,19 @@ from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from .npzread import ZIP_ERRORS, NpzMemberError, read_member
 
 FORMAT_NAME = "handcap.capture"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 # version 1 had no ``joint_offsets`` (read as zeros)
 # version 2 held at most one track per side, keyed "right" / "left"; version 3 any number (``track_key``)
-READABLE_VERSIONS = (1, 2, 3)
+# versions before 4 had no ``bridged`` mask (read as all False: nothing bridged)
+READABLE_VERSIONS = (1, 2, 3, 4)
 #: Frames whose ``frame_conf`` is below this are doubtful (e.g. a crop that read as the other hand): smoothing
 #: replaces them by default and the overlay readout reports them apart.
 DOUBTFUL_CONFIDENCE = 0.3
 
 MAX_META_BYTES = 16 << 20
-#: Most hand tracks in one capture (each is 10 members).
+#: Most hand tracks in one capture (each is 11 members, 10 before version 4).
 MAX_TRACKS = 32
-MAX_MEMBERS = 2 + 10 * MAX_TRACKS
+MAX_MEMBERS = 2 + 11 * MAX_TRACKS
 
 
 class CaptureWriteError(CaptureFormatError):
@@ -143,6 +144,8 @@ class HandTrack:
             can build the skeleton without the model: J(beta) + joint_offsets.
         joint_offsets: (16, 3) float32 metres, the fit's per-clip calibration of the skeleton beyond beta
             (``inference.fitting.identity``; zero but for the palm's joints). None = zeros.
+        bridged: (T,) bool, frames of a short gap (``valid`` False) whose pose was filled from both sides of the
+            gap (``inference.fitting.gaps``): not observed, but the importer keys them. None = none bridged.
     """
 
     side: str
@@ -156,6 +159,7 @@ class HandTrack:
     valid: np.ndarray
     rest_joints: np.ndarray
     joint_offsets: np.ndarray | None = None
+    bridged: np.ndarray | None = None
 
     FIELDS = (
         "theta",
@@ -168,11 +172,21 @@ class HandTrack:
         "valid",
         "rest_joints",
         "joint_offsets",
+        "bridged",
     )
+    #: Boolean masks (the rest are float32 numbers).
+    MASKS = ("valid", "bridged")
 
     def __post_init__(self) -> None:
         if self.joint_offsets is None:
             self.joint_offsets = np.zeros((NUM_JOINTS, 3), np.float32)
+        if self.bridged is None:
+            self.bridged = np.zeros(len(self.valid), bool)
+
+    @property
+    def keyed(self) -> np.ndarray:
+        """(T,) bool, the frames a reader keys: observed or bridged."""
+        return np.asarray(self.valid, bool) | np.asarray(self.bridged, bool)
 
     @staticmethod
     def shapes(t: int) -> dict[str, tuple[int, ...]]:
@@ -187,6 +201,7 @@ class HandTrack:
             "valid": (t,),
             "rest_joints": (NUM_JOINTS, 3),
             "joint_offsets": (NUM_JOINTS, 3),
+            "bridged": (t,),
         }
 
 
@@ -287,7 +302,7 @@ def write_capture(path: str | os.PathLike, capture: Capture) -> Path:
     }
     for side, track in capture.hands.items():
         for name in HandTrack.FIELDS:
-            dtype = np.bool_ if name == "valid" else np.float32
+            dtype = np.bool_ if name in HandTrack.MASKS else np.float32
             arrays[f"{side}.{name}"] = np.asarray(getattr(track, name), dtype=dtype)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     buf = io.BytesIO()
@@ -358,7 +373,7 @@ def _read_archive(z: zipfile.ZipFile) -> Capture:
             raise CaptureFormatError(
                 f"hand track key {_short(key)} is not valid in a version {meta['version']} capture ({allowed})"
             )
-    optional = {"joint_offsets"} if meta["version"] == 1 else set()
+    optional = ({"joint_offsets"} if meta["version"] == 1 else set()) | ({"bridged"} if meta["version"] < 4 else set())
     for side in sides:
         missing = [n for n in HandTrack.FIELDS if f"{side}.{n}" not in members and n not in optional]
         if missing:
@@ -396,7 +411,7 @@ def _read_archive(z: zipfile.ZipFile) -> Capture:
 
 
 def _read_field(z: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    if name != "valid":
+    if name not in HandTrack.MASKS:
         return read_member(z, info, shape, "f").astype(np.float32)
     arr = read_member(z, info, shape, "b")
     if np.any(arr.view(np.uint8) > 1):

@@ -120,9 +120,9 @@ def _check_track(key, track, shapes: dict[str, tuple[int, ...]], extra_tracks: b
             raise CaptureFormatError(f"{key}.{name}: not an array ({exc})") from None
         if arr.shape != shape:
             raise CaptureFormatError(f"{key}.{name}: expected shape {shape}, got {arr.shape}")
-        if name == "valid":
+        if name in ("valid", "bridged"):
             if arr.dtype != np.bool_:
-                raise CaptureFormatError(f"{key}.valid: expected bool, got {arr.dtype}")
+                raise CaptureFormatError(f"{key}.{name}: expected bool, got {arr.dtype}")
             continue
         if arr.dtype.kind not in "fiu":
             raise CaptureFormatError(f"{key}.{name}: expected float32 numbers, got {arr.dtype}")
@@ -133,6 +133,8 @@ def _check_track(key, track, shapes: dict[str, tuple[int, ...]], extra_tracks: b
             raise CaptureFormatError(
                 f"{key}.{name}: values {arr.min():.6g}..{arr.max():.6g} are outside {lo:g}..{hi:g}"
             )
+    if "bridged" in shapes and np.any(np.asarray(track.bridged) & np.asarray(track.valid)):
+        raise CaptureFormatError(f"{key}.bridged: a bridged frame is one the hand was not seen in (valid False)")
     _check_skeleton(key, np.asarray(track.rest_joints, np.float64))
 
 

@@ -24,7 +24,14 @@ HAND_MODELS = ("builtin", "mano")
 #: Palm search modes (inference/multiscale.py): "tiled", photos searched through the full view plus tiles and a
 #: zoomed-out view, videos through the full view and the tracker; "tiled-video", also tiles around a lost hand in
 #: videos; "full", the full view only, as MediaPipe looks.
-DETECT_MODES = ("tiled", "tiled-video", "full")
+DETECT_MODES = ("tiled", "tiled-video", "search", "full")
+
+
+#: Most hands one capture holds: the tiled palm search's limit per photo (``inference.multiscale``).
+MAX_HANDS = 10
+#: Gaps bridged by default, in captured frames: 8 frames are about a quarter second at 30 fps, shorter than a
+#: hand is usually hidden for on purpose (a longer gap is left unkeyed rather than invented).
+DEFAULT_BRIDGE_GAPS = 8
 
 
 class CaptureRequestError(ValueError):
@@ -188,7 +195,8 @@ class CaptureRequest:
         source: video, photo, image folder or pattern (anything ``inference.sources.open_source`` reads).
         frames: (start, stop) source frame range, stop exclusive, either may be None; None = all.
         stride: use every stride-th frame of the range.
-        hands: most hands to capture (1 or 2).
+        hands: most hands to capture, 1..MAX_HANDS (the tiled palm search's limit per photo); several people's
+            hands give one track each, keyed "right", "left", "right_2", ...
         focal_mm, sensor_mm (mm), focal_px (pixels), fov_deg (horizontal, degrees), principal ((cx, cy) pixels):
             the camera (see ``inference.camera``); none = the focal length estimated from the hands.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:N".
@@ -200,8 +208,11 @@ class CaptureRequest:
         min_frames: a hand track seen in fewer of the captured frames is dropped (with a warning): a hand
             that flashes into a few frames of a long clip is more often a misdetection than a hand to animate.
         detect: palm search, one of DETECT_MODES: "tiled" finds small and close-up hands in photos,
-            "tiled-video" also searches tiles around a lost hand in videos (slower while one is missing), "full"
-            looks at the whole frame only.
+            "tiled-video" also searches tiles around a lost hand in videos (slower while one is missing), "search"
+            also reads a grid of crops with the landmark network in photos (gloved hands, hands behind an object;
+            4-8x slower, and 2 of 73 hand-free crops give a false hand), "full" looks at the whole frame only.
+        bridge_gaps: a track's gaps of at most this many captured frames between two seen stretches are filled
+            from both sides (``inference.fitting.gaps``) and flagged as bridged; longer gaps stay unkeyed; 0 = off.
         fit: overrides of the fit's options, name -> value (``FitOptions`` in inference/fitting/fit.py, e.g.
             {"same_person": False} for two people's hands); a FitOptions is accepted and kept as its overrides.
     """
@@ -212,7 +223,10 @@ class CaptureRequest:
         Flag("--frames", "source frames A..B-1, 0-based (default all)", "A:B", parse_frames, render_frames),
     )
     stride: int = _option(1, Flag("--stride", "use every N-th frame (default 1)", "N", _parse_int))
-    hands: int = _option(2, Flag("--hands", "most hands to capture (default 2)", None, _parse_int, choices=(1, 2)))
+    hands: int = _option(
+        2,
+        Flag("--hands", f"most hands to capture, 1..{MAX_HANDS} (default 2; more for several people)", "N", _parse_int),
+    )
     focal_mm: float | None = _option(
         None, Flag("--focal-mm", "camera focal length in mm (with --sensor-mm)", "F", _parse_float, _render_float)
     )
@@ -269,10 +283,20 @@ class CaptureRequest:
         Flag(
             "--detect",
             "palm search: tiled (photos: full view, tiles and a zoomed-out view; default), tiled-video (also tiles "
-            "around a lost hand in videos) or full (the full view only)",
+            "around a lost hand in videos), search (photos: also a landmark-network search for gloved or hidden "
+            "hands; slower, may add a false hand) or full (the full view only)",
             None,
             str,
             choices=DETECT_MODES,
+        ),
+    )
+    bridge_gaps: int = _option(
+        DEFAULT_BRIDGE_GAPS,
+        Flag(
+            "--bridge-gaps",
+            f"fill a hand's gaps of up to N frames from both sides (default {DEFAULT_BRIDGE_GAPS}; 0 = off)",
+            "N",
+            _parse_int,
         ),
     )
     fit: dict = _option(
@@ -297,8 +321,10 @@ class CaptureRequest:
 
     def validate(self) -> None:
         """Raise CaptureRequestError naming the first option that cannot work."""
-        if self.hands not in (1, 2):
-            raise CaptureRequestError(f"hands must be 1 or 2, got {self.hands!r}")
+        if isinstance(self.hands, bool) or not isinstance(self.hands, int) or not 1 <= self.hands <= MAX_HANDS:
+            raise CaptureRequestError(f"hands must be a whole number 1..{MAX_HANDS}, got {self.hands!r}")
+        if isinstance(self.bridge_gaps, bool) or not isinstance(self.bridge_gaps, int) or self.bridge_gaps < 0:
+            raise CaptureRequestError(f"bridge_gaps must be a whole number of frames >= 0, got {self.bridge_gaps!r}")
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride < 1:
             raise CaptureRequestError(f"stride must be a positive integer, got {self.stride!r}")
         if self.frames is not None:

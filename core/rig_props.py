@@ -61,6 +61,7 @@ def _p(name: str, kind: type, length: int | None, meaning: str) -> RigProp:
 
 # -- on each hand armature object ---------------------------------------------------------------------------
 SIDE = _p("side", str, None, '"right" or "left": which hand; marks the object as a HandCap hand armature')
+TRACK = _p("track", str, None, 'the track key in its capture ("right", "left", "right_2", ...); older rigs: the side')
 HAND_MODEL = _p("hand_model", str, None, "the capture's hand model id (builtin or mano)")
 FPS = _p("fps", float, None, "the footage's frame rate in frames per second (0 for photos)")
 FRAME_OFFSET = _p("frame_offset", int, None, "scene frame of source frame 0 (scene = offset + source frame)")
@@ -83,6 +84,7 @@ INTRINSICS_SOURCE = _p("intrinsics_source", str, None, "how the focal length was
 
 ALL = (
     SIDE,
+    TRACK,
     HAND_MODEL,
     FPS,
     FRAME_OFFSET,
@@ -99,3 +101,8 @@ ALL = (
     INTRINSICS,
     INTRINSICS_SOURCE,
 )
+
+
+def track_key(obj) -> str:
+    """The capture track a hand armature shows: its ``TRACK``, or its side for rigs imported before N tracks."""
+    return TRACK.read(obj) or SIDE.read(obj)

@@ -18,6 +18,7 @@ from ..core.keypoints import NUM_KEYPOINTS
 from ..core.request import CaptureRequest, CaptureRequestError, render_fit_value
 from .camera import fov_of, intrinsics_for_capture
 from .fitting.fit import FitOptions, FitReport, HandFit, fit_hands
+from .fitting.gaps import bridge_fit
 from .fitting.tracks import TrackSet, build_tracks
 
 #: progress(stage, done, total) with stage "landmarks" or "fit".
@@ -112,12 +113,10 @@ def run_capture(options: CaptureOptions, progress: Progress | None = None, landm
 def landmarker_for(options: CaptureOptions, device: str | None = None):
     """A ``HandLandmarker`` set up for the request (reusable for every input of a batch with its options)."""
     from .landmarker import HandLandmarker, LandmarkerOptions
-    from .multiscale import FULL_VIEW_ONLY, DetectionOptions
+    from .multiscale import detection_for_mode
 
     device = device or resolve_device(options.device)
-    detection = (
-        FULL_VIEW_ONLY if options.detect == "full" else DetectionOptions(video_tiles=options.detect == "tiled-video")
-    )
+    detection = detection_for_mode(options.detect)
     return HandLandmarker(
         LandmarkerOptions(max_hands=options.hands, device=device, mirrored_input=options.mirrored, detection=detection)
     )
@@ -208,19 +207,32 @@ def capture_from_landmarks(
         dt_scale=_dt_scale(tracks.frames, fps),
         progress=cb,
     )
+    bridged = []
+    for i, t in enumerate(tracks.hands):  # short gaps from both sides of the gap (``fitting.gaps``)
+        fits[i], mask = bridge_fit(fits[i], models[t.side], options.bridge_gaps)
+        bridged.append(mask)
+        if mask.any():
+            tracks.warnings.append(
+                f"{t.key} hand: {int(mask.sum())} frame(s) in gaps of up to {options.bridge_gaps} frames bridged "
+                "from both sides (keyed, marked not seen; --bridge-gaps)"
+            )
     seconds["fit"] = time.perf_counter() - start
     model_id = getattr(next(iter(models.values())), "model_id", options.model)
-    capture = _assemble(tracks, fits, k, source, fps, model_id)
+    capture = _assemble(tracks, fits, k, source, fps, model_id, bridged)
+    keys = [t.key for t in tracks.hands]
     capture.info = {
-        "fit": {t.side: _residual_info(f) for t, f in zip(tracks.hands, fits, strict=True)},
+        "fit": {t.key: _residual_info(f) for t, f in zip(tracks.hands, fits, strict=True)},
         "tracks": {
-            t.side: {
+            t.key: {
                 "track_ids": t.track_ids,
                 "side_confidence": round(t.side_confidence, 3),
                 "contested_frames": [int(f) for f in tracks.frames[t.contested]],
+                "bridged_frames": [int(f) for f in tracks.frames[m]],
             }
-            for t in tracks.hands
+            for t, m in zip(tracks.hands, bridged, strict=True)
         },
+        # which tracks are one person's (``fitting.persons``): the two-hand stages ran per pair
+        "persons": [{**p, "tracks": [keys[i] for i in p["tracks"]]} for p in report.persons],
         "fit_report": {
             "seconds": _rounded(report.seconds),
             "loss": _rounded(report.loss, 6),
@@ -245,12 +257,12 @@ def _drop_unsure_hands(tracks: TrackSet, min_confidence: float, min_frames: int 
         seen = int(np.count_nonzero(hand.valid))
         if best < min_confidence:
             tracks.warnings.append(
-                f"{hand.side} hand dropped: confidence {best:.2f} is below the minimum {min_confidence:g} "
+                f"{hand.key} hand dropped: confidence {best:.2f} is below the minimum {min_confidence:g} "
                 "(--min-confidence)"
             )
         elif seen < min_frames:
             tracks.warnings.append(
-                f"{hand.side} hand dropped: seen in {seen} frame(s), fewer than the minimum {min_frames} (--min-frames)"
+                f"{hand.key} hand dropped: seen in {seen} frame(s), fewer than the minimum {min_frames} (--min-frames)"
             )
         else:
             kept.append(hand)
@@ -258,7 +270,7 @@ def _drop_unsure_hands(tracks: TrackSet, min_confidence: float, min_frames: int 
         frames = f" seen in at least {min_frames} frames" if min_frames > 1 else ""
         raise NoHandError(
             f"no hand above the minimum confidence {min_confidence:g}{frames} ("
-            + ", ".join(f"{h.side} {float(np.max(h.frame_conf, initial=0.0)):.2f}" for h in tracks.hands)
+            + ", ".join(f"{h.key} {float(np.max(h.frame_conf, initial=0.0)):.2f}" for h in tracks.hands)
             + f"); lower --min-confidence{' or --min-frames' if frames else ''} to keep it"
         )
     tracks.hands = kept
@@ -282,13 +294,15 @@ def _residual_info(fit: HandFit) -> dict:
     return out
 
 
-def _assemble(tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source: str, fps: float, model_id: str):
+def _assemble(
+    tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source: str, fps: float, model_id: str, bridged
+):
     hands = {}
-    for t, f in zip(tracks.hands, fits, strict=True):
+    for t, f, mask in zip(tracks.hands, fits, bridged, strict=True):
         # rows of frames without the hand get the projection of the interpolated fit (confidence 0)
         proj = f.kp3d[..., :2] / f.kp3d[..., 2:] * np.array([k.fx, k.fy]) + np.array([k.cx, k.cy])
         kp2d = np.where(t.valid[:, None, None], t.kp2d, proj)
-        hands[t.side] = HandTrack(
+        hands[t.key] = HandTrack(
             side=t.side,
             theta=f.theta.astype(np.float32),
             beta=f.beta.astype(np.float32),
@@ -300,6 +314,7 @@ def _assemble(tracks: TrackSet, fits: list[HandFit], k: CameraIntrinsics, source
             valid=t.valid.copy(),
             rest_joints=f.rest_joints.astype(np.float32),
             joint_offsets=f.joint_offsets.astype(np.float32),
+            bridged=mask.copy(),
         )
     return Capture(
         source=source,

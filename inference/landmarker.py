@@ -19,7 +19,7 @@ import numpy as np
 
 from .augment import augment_low_confidence
 from .batching import HandNets, LandmarkBatch, prefetch
-from .multiscale import DetectionOptions, doubtful_tile_hands, search_palms
+from .multiscale import DetectionOptions, doubtful_tile_hands, landmark_search_rois, search_palms
 from .roi import landmark_rois, mask_hands
 from .sources import FrameSource, open_source, to_rgb8
 from .tracking import DUPLICATE_KP_FRACTION, Candidate, TrackerState
@@ -186,6 +186,11 @@ class HandLandmarker:
         found = self.nets.detect_palms([mask_hands(frames[i], kp) for i, kp in hide.items()], o.min_detection_score)
         masked = dict(zip(hide, found, strict=True))
         cands = [st.candidates(palms.get(i, []), masked.get(i, [])) for i, st in enumerate(states)]
+        if o.detection.landmark_search:  # still images: hands the palm detector missed, palm candidates first
+            for i, t in zip(det, tiled, strict=True):
+                if t and not states[i].tracking:
+                    rois = landmark_search_rois(self.nets, frames[i], o.detection, o.min_presence)
+                    cands[i] += [Candidate(r, None, 0.0, True) for r in rois]
         lb = self.nets.landmarks(frames, [np.array([c.roi for c in cs]).reshape(-1, 4) for cs in cands])
         flat = [c for cs in cands for c in cs]
         if o.refine != "off":

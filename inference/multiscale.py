@@ -16,6 +16,10 @@ found before changes); palms of the other views are pooled, merged by weighted n
 across tiles and scales, and kept only where no full-view palm lies (box IoU <= ``nms_iou``). A tile palm
 whose box touches an inner tile edge is cut by the tile and is dropped: the overlap makes another tile see
 the whole palm.
+
+Hands whose palm no view finds (behind a trumpet's valves, in a black glove) can still be read by the
+landmark network from a good ROI; ``landmark_search_rois`` (opt-in, ``DetectionOptions.landmark_search``)
+proposes such ROIs from a grid, kept only where the reading stays present and converges when re-cropped.
 """
 
 from __future__ import annotations
@@ -61,6 +65,16 @@ class DetectionOptions:
             is smaller than this (long side, px): the landmark network cannot read such hands (upsampled 7x
             or more into its crop; coco_wholebody_2d's 10-24 px hands get PCK@0.1 0.36 where found), and on
             crops of the shared videos without hands every tile false positive was 15-24 px.
+        landmark_search: still images with tiles: also look for hands the palm detector misses (behind an
+            object, gloved) with the landmark network itself, over a grid of ROIs (``landmark_search_rois``);
+            off by default: about 200 extra landmark crops per image (3-5 s on a 2-core CPU) and, on the
+            no-hand crops, 2 of 73 with a false hand that passes the tile thresholds (README).
+        search_fractions: ROI sides of that grid as fractions of the frame's long side; neighbours are half
+            a side apart.
+        search_rotations: ROI rotations of the grid, evenly spaced over the full turn.
+        search_iterations: re-crops of a grid reading from its own landmarks (MediaPipe's tracking ROI).
+        search_min_iou: a reading is kept when its last re-crop moved its ROI less than this (IoU of the
+            last two ROIs; a real hand's converges) and it is still present (``min_presence``).
     """
 
     still_tiles: bool = True
@@ -74,6 +88,11 @@ class DetectionOptions:
     nms_iou: float = NMS_IOU
     min_tile_confidence: float = 0.4
     min_tile_hand_px: float = 32.0
+    landmark_search: bool = False
+    search_fractions: tuple[float, ...] = (0.6, 0.4, 0.25)
+    search_rotations: int = 4
+    search_iterations: int = 2
+    search_min_iou: float = 0.6
 
     def validate(self) -> None:
         if not all(0.0 < f < 1.0 for f in self.tile_fractions):
@@ -92,10 +111,31 @@ class DetectionOptions:
             raise ValueError(f"min_tile_hand_px must be >= 0, got {self.min_tile_hand_px!r}")
         if not 0.0 <= self.min_tile_confidence <= 1.0:
             raise ValueError(f"min_tile_confidence must be in [0, 1], got {self.min_tile_confidence!r}")
+        if not all(0.0 < f <= 1.0 for f in self.search_fractions):
+            raise ValueError(f"search_fractions must lie in (0, 1], got {self.search_fractions!r}")
+        if self.search_rotations < 1 or self.search_iterations < 1:
+            raise ValueError("search_rotations and search_iterations must be at least 1")
+        if not 0.0 <= self.search_min_iou < 1.0:
+            raise ValueError(f"search_min_iou must be in [0, 1), got {self.search_min_iou!r}")
 
 
 #: The single full view only: MediaPipe's detector.
 FULL_VIEW_ONLY = DetectionOptions(still_tiles=False, video_tiles=False, coarse=False)
+
+
+def detection_for_mode(mode: str) -> DetectionOptions:
+    """The options of a request's palm search mode (``core.request.DETECT_MODES``): "tiled" (default), "tiled-video"
+    (tiles around a lost hand in videos too), "search" (photos: also the landmark-network search for hands without
+    a palm, gloved or behind an object; slower and opt-in) or "full" (MediaPipe's full view only)."""
+    modes = {
+        "tiled": DetectionOptions(),
+        "tiled-video": DetectionOptions(video_tiles=True),
+        "search": DetectionOptions(landmark_search=True),
+        "full": FULL_VIEW_ONLY,
+    }
+    if mode not in modes:
+        raise ValueError(f"palm search must be one of {', '.join(modes)}, got {mode!r}")
+    return modes[mode]
 
 
 def full_view(width: int, height: int) -> tuple[float, float, float]:
@@ -288,3 +328,46 @@ def doubtful_tile_hands(
         surer[i] = False
         drop[i] = conf[i] < min_confidence or size[i] < min_size_px or bool(surer.any())
     return drop
+
+
+def search_grid(width: int, height: int, fractions: tuple[float, ...], rotations: int) -> np.ndarray:
+    """(K, 4) ROIs ``[cx, cy, size, rotation]`` covering the frame: for each fraction of the long side, square
+    ROIs of that side half a side apart (first and last touching the frame's edges), each at ``rotations``
+    rotations evenly spaced over the full turn."""
+    long_side = max(width, height)
+    out = []
+    for frac in fractions:
+        side = frac * long_side
+        centres = [
+            np.linspace(side / 2, max(side / 2, extent - side / 2), max(1, math.ceil((extent - side) / (side / 2)) + 1))
+            for extent in (width, height)
+        ]
+        for cy in centres[1]:
+            for cx in centres[0]:
+                out += [(cx, cy, side, 2 * math.pi * r / rotations) for r in range(rotations)]
+    return np.array(out, np.float64).reshape(-1, 4)
+
+
+def landmark_search_rois(nets, image: np.ndarray, options: DetectionOptions, min_presence: float) -> np.ndarray:
+    """(K, 4) ROIs of hands the landmark network reads in ``image`` without a palm: every ``search_grid`` ROI
+    read as present is re-cropped from its own landmarks ``search_iterations`` times; kept when still present
+    and its ROI converged (IoU of the last two >= ``search_min_iou``), best last presence first, one per
+    group of ROIs overlapping by more than ``nms_iou``."""
+    h, w = image.shape[:2]
+    grid = search_grid(w, h, options.search_fractions, options.search_rotations)
+    lb = nets.landmarks([image], [grid])
+    keep = np.flatnonzero(lb.presence >= min_presence)
+    if keep.size == 0:
+        return np.zeros((0, 4))
+    rois, presence, iou = landmark_rois(lb.kp2d[keep]), lb.presence[keep], np.ones(keep.size)
+    for _ in range(options.search_iterations):
+        lb = nets.landmarks([image], [rois])
+        nxt = landmark_rois(lb.kp2d)
+        iou = np.array([roi_iou(a, b)[0, 0] for a, b in zip(rois, nxt, strict=True)])
+        rois, presence = nxt, lb.presence
+    ok = np.flatnonzero((presence >= min_presence) & (iou >= options.search_min_iou))
+    kept: list[int] = []
+    for i in ok[np.argsort(-presence[ok])]:
+        if not kept or roi_iou(rois[i], rois[kept])[0].max() <= options.nms_iou:
+            kept.append(int(i))
+    return rois[kept].reshape(-1, 4)

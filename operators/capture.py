@@ -26,7 +26,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from ..builders.importer import ImportOptions, ImportResult
 from ..builders.smooth import smooth_new_hands
 from ..core.media import VIDEO_EXTS
-from ..core.request import CaptureRequest, CaptureRequestError, parse_fit_pair
+from ..core.request import MAX_HANDS, CaptureRequest, CaptureRequestError, parse_fit_pair
 from .capture_run import CaptureInputError, CaptureRun, WorkerOperator
 from .settings import get_prefs, resolve_interpreter, user_path, venv_dir  # noqa: F401 - their callers' old home
 
@@ -157,6 +157,7 @@ def capture_request(props, context, footage: Footage, clip=None) -> CaptureReque
         mirrored=props.mirrored,
         min_confidence=props.min_confidence,
         min_frames=props.min_frames,
+        bridge_gaps=getattr(props, "bridge_gaps", CaptureRequest.bridge_gaps),  # callers may predate the option
         detect=props.detect.lower().replace("_", "-"),
         fit=fit_overrides(props.fit_options, same_person=props.people == "ONE"),
     )
@@ -213,8 +214,18 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
     frame_first: IntProperty(name="Start", description="First scene frame to capture", default=1)
     frame_last: IntProperty(name="End", description="Last scene frame to capture", default=250)
     stride: IntProperty(name="Step", description="Capture every n-th frame", default=1, min=1, max=100)
-    hands: EnumProperty(
-        name="Hands", items=(("1", "One", "At most one hand"), ("2", "Two", "Up to two hands")), default="2"
+    hands: IntProperty(
+        name="Hands",
+        description="Most hands to capture (several people's hands: one rig per hand)",
+        default=CaptureRequest.hands,
+        min=1,
+        max=MAX_HANDS,
+    )
+    bridge_gaps: IntProperty(
+        name="Bridge Gaps",
+        description="Fill a hand's gaps of up to this many captured frames from both sides (0 = leave them unkeyed)",
+        default=CaptureRequest.bridge_gaps,
+        min=0,
     )
     camera: EnumProperty(
         name="Lens",
@@ -261,6 +272,11 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
         items=(
             ("TILED", "Tiled", "Photos: the full view plus tiles and a zoomed-out view (small and close-up hands)"),
             ("TILED_VIDEO", "Tiled Video", "Also tiles around a lost hand in videos (slower while one is missing)"),
+            (
+                "SEARCH",
+                "Search",
+                "Photos: also look for gloved or hidden hands with the landmark network (slower; may add a false hand)",
+            ),
             ("FULL", "Full View", "The whole frame only, as MediaPipe looks"),
         ),
         default="TILED",
@@ -342,10 +358,11 @@ class HANDCAP_OT_capture_clip(WorkerOperator, bpy.types.Operator):
         elif self.camera == "FOCAL_PX":
             layout.prop(self, "focal_px")
         layout.prop(self, "mirrored")
-        if self.hands == "2":
+        if int(self.hands) >= 2:
             layout.prop(self, "people", expand=True)
         layout.prop(self, "min_confidence")
         layout.prop(self, "min_frames")
+        layout.prop(self, "bridge_gaps")
         layout.prop(self, "detect")
         layout.prop(self, "fit_options")
         layout.prop(self, "with_mesh")

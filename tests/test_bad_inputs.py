@@ -172,8 +172,8 @@ def _setup(kind: str, d: Path) -> Case:  # noqa: C901 - one branch per kind is t
         return Case(["capture", str(SAMPLE), "-o", "{d}/t.npz", "--frames=-5:"], "negative frames are refused")
     if kind == "stride_zero":
         return Case(["capture", str(SAMPLE), "-o", "{d}/t.npz", "--stride", "0"], "stride must be a positive")
-    if kind == "hands_three":
-        return Case(["capture", str(SAMPLE), "-o", "{d}/t.npz", "--hands", "3"], "invalid choice")
+    if kind == "hands_eleven":
+        return Case(["capture", str(SAMPLE), "-o", "{d}/t.npz", "--hands", "11"], "hands must be a whole number 1..10")
     if kind == "output_folder_missing":
         return Case(["capture", str(SAMPLE), "-o", "{d}/no/such/t.npz"], "does not exist")
     if kind == "output_not_npz":
@@ -250,7 +250,7 @@ IN_PROCESS = [
     "missing_input", "empty_video", "text_as_video", "zero_frame_video", "truncated_video",
     "frames_beyond_decodable", "png_named_jpg", "webp", "png_16bit", "gray", "rgba", "one_pixel", "huge_8000",
     "no_hand_image", "folder_one_corrupt", "frames_out_of_range", "frames_reversed", "frames_negative",
-    "stride_zero", "hands_three", "output_folder_missing", "output_not_npz", "output_exists", "output_is_input",
+    "stride_zero", "hands_eleven", "output_folder_missing", "output_not_npz", "output_exists", "output_is_input",
     "mano_without_folder", "mano_wrong_files", "unknown_fit_option", "bad_fit_value", "min_confidence_out_of_range",
     "capture_truncated", "capture_pickled", "capture_nan", "capture_inf", "capture_wrong_shape",
     "capture_wrong_version", "capture_foreign_npz", "capture_meta_not_json", "capture_absurd_size",

@@ -106,6 +106,24 @@ def test_hands_overlay_the_capture_and_follow_a_moving_camera(hc):
     assert np.linalg.norm(b - a, axis=-1).min() > 0.1
 
 
+def test_each_track_overlays_its_own_keypoints(hc):
+    """A second right hand (track "right_2", another person farther away) is measured against its own track,
+    not the first right hand's: the rig remembers its track key."""
+    bpy = hc.bpy
+    camera = hc.mod("builders.camera")
+    rp = hc.mod("core.rig_props")
+    cap, _ = noisy_capture(hc, sides=("right",), frames=8, gap=None)
+    other, _ = noisy_capture(hc, sides=("right",), frames=8, gap=None, seed=3)
+    cap.hands["right_2"] = other.hands["right"]
+    result, arms = import_hands(hc, cap, with_mesh=False)
+    assert {key: rp.track_key(arm) for key, arm in arms.items()} == {"right": "right", "right_2": "right_2"}
+    camera.match_camera(bpy.context, bpy.data.objects[result.camera_space])
+    arm_list = list(arms.values())
+    errors = camera.reprojection_errors(bpy.context, arm_list, captures={a.name: cap for a in arm_list})
+    for rep in errors.values():
+        assert len(rep.frames) == 8 and rep.mean_px < 0.5 and rep.fit_mean_px < 0.5, rep
+
+
 def _world_joints(hc, arm, frame):
     hc.bpy.context.scene.frame_set(frame)
     return hc.mod("builders.camera").joints_world(arm)

@@ -288,3 +288,31 @@ def test_default_smoothing_on_real_footage(hc, counting_capture):
         print(f"{side}: {report.summary()}")
         assert report.jitter_reduction >= 5.0, report
         assert report.deviation_mean_mm < 3.0, report
+
+
+def test_smoothing_and_reset_keep_the_keys_of_bridged_frames(hc):
+    """A capture's bridged gap (keyed, not visible) keeps its keys through smoothing without gap filling and
+    through a reset: smoothing loses no key the import wrote."""
+    naming = hc.mod("core.naming")
+    builder = hc.mod("builders.smooth")
+    smoothing = hc.mod("core.smoothing")
+    cap, _ = noisy_capture(hc, sides=("right",), gap=None)
+    track = cap.hands["right"]
+    track.valid = track.valid.copy()
+    track.valid[20:23] = False
+    track.bridged = ~track.valid
+    _, arms = import_hands(hc, cap, with_mesh=False)
+    arm = arms["right"]
+    path = f'pose.bones["{naming.joint_bone(0, "right")}"].location'
+    raw, _ = pose_keys(arm.animation_data.action, path, 2)
+    bridged = {1 + f for f in (20, 21, 22)}  # import_hands keys source frame f at scene frame 1 + f
+    assert bridged <= set(raw[:, 0].astype(int).tolist())
+    builder.smooth_armature(arm, smoothing.SmoothingSettings(fill_gaps=False))
+    after, _ = pose_keys(arm.animation_data.action, path, 2)
+    assert bridged <= set(after[:, 0].astype(int).tolist()) and len(after) == len(raw)
+    on_gap = np.isin(after[:, 0].astype(int), list(bridged))
+    np.testing.assert_allclose(after[on_gap], raw[np.isin(raw[:, 0].astype(int), list(bridged))], atol=1e-6)
+    assert np.abs(after[~on_gap, 1] - raw[~np.isin(raw[:, 0].astype(int), list(bridged)), 1]).max() > 1e-4
+    builder.reset_smoothing(arm)
+    restored, _ = pose_keys(arm.animation_data.action, path, 2)
+    np.testing.assert_array_equal(restored, raw)

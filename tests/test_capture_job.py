@@ -93,8 +93,9 @@ def test_job_errors():
         capture_from_landmarks([FrameResult(0, (W, H), [])], "x.jpg", 0.0, (W, H), CaptureOptions("x.jpg"))
     with pytest.raises(CaptureJobError, match="--mano-dir"):
         CaptureOptions("x.mp4", model="mano").validate()
-    with pytest.raises(CaptureJobError, match="hands must be 1 or 2"):
-        CaptureOptions("x.mp4", hands=3).validate()
+    CaptureOptions("x.mp4", hands=3).validate()  # several people's hands
+    with pytest.raises(CaptureJobError, match=r"hands must be a whole number 1\.\.10"):
+        CaptureOptions("x.mp4", hands=11).validate()
 
 
 def test_the_palm_search_option_reaches_the_landmarker():
@@ -107,6 +108,8 @@ def test_the_palm_search_option_reaches_the_landmarker():
     assert tiled.still_tiles and not tiled.video_tiles
     assert landmarker_for(CaptureOptions("x.mp4", detect="tiled-video"), "cpu").options.detection.video_tiles
     assert landmarker_for(CaptureOptions("x.mp4", detect="full"), "cpu").options.detection == FULL_VIEW_ONLY
+    search = landmarker_for(CaptureOptions("x.mp4", detect="search"), "cpu").options.detection
+    assert search.landmark_search and search.still_tiles and not tiled.landmark_search
     with pytest.raises(CaptureJobError, match="detect must be one of"):
         CaptureOptions("x.mp4", detect="tiles").validate()
 
@@ -219,3 +222,24 @@ def test_fitted_model_accuracy_on_ge2019(landmarker):
     assert m["reproj_err_px_fitted"] <= summary.kp2d_err_px + 0.5
     assert m["root_depth_err_pct"] < 10.0 and m["mpjpe_cam_mm_fitted"] < 40.0
     assert summary.to_json()["root_depth_err_mm"] == pytest.approx(m["root_depth_err_mm"], abs=1e-3)
+
+
+@pytest.mark.shared_data
+def test_a_photo_of_several_people_gives_one_track_per_hand(tmp_path):
+    """multi_hand_test1.jpg shows two people's right hands: --hands 10 keeps both (keys right, right_2; before,
+    a capture held one track per side), each fitted to its own landmarks; --hands 1 keeps one."""
+    from handcap.inference.landmarker import HandLandmarker, LandmarkerOptions
+
+    photo = shared_path("photos", "multi_hand_test1.jpg")
+    lm = HandLandmarker(LandmarkerOptions(max_hands=10, device="cpu"))
+    out = run_capture(CaptureOptions(source=str(photo), device="cpu", hands=10), landmarker=lm)
+    cap = read_capture(write_capture(tmp_path / "people.npz", out.capture))
+    assert sorted(cap.hands) == ["right", "right_2"] and {t.side for t in cap.hands.values()} == {"right"}
+    assert set(cap.info["fit"]) == set(cap.info["tracks"]) == {"right", "right_2"}
+    assert [p["tracks"] for p in cap.info["persons"]] == [["right"], ["right_2"]]  # two right hands: two people
+    for key, track in cap.hands.items():
+        assert track.valid.all() and cap.info["fit"][key]["err2d_px"]["mean"] < 8.0, key
+    wrists = [t.kp2d[0, 0] for t in cap.hands.values()]
+    assert np.linalg.norm(wrists[0] - wrists[1]) > 50  # two hands, not one found twice
+    one = run_capture(CaptureOptions(source=str(photo), device="cpu", hands=1), landmarker=lm)
+    assert list(one.capture.hands) == ["right"]

@@ -4,6 +4,7 @@ a rerun after an interruption redoes no finished chunk."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -56,26 +57,17 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+def _sample_clip():
+    spec = importlib.util.spec_from_file_location("sample_clip", REPO / "benchmarks" / "sample_clip.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def second_clip(tmp_path_factory) -> Path:
     """A second clip: the sample's frames 20-79 backwards, written once for every run of the library."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(SAMPLE))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    path = tmp_path_factory.mktemp("library") / "backwards.mp4"
-    h, w = frames[0].shape[:2]
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
-    for frame in frames[20:80][::-1]:
-        out.write(frame)
-    out.release()
-    return path
+    return _sample_clip().write_reversed(tmp_path_factory.mktemp("library") / "backwards.mp4", 20, 80)
 
 
 @pytest.fixture(scope="module")

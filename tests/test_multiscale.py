@@ -14,8 +14,10 @@ from handcap.inference.multiscale import (
     FULL_VIEW_ONLY,
     DetectionOptions,
     doubtful_tile_hands,
+    landmark_search_rois,
     merge_views,
     plan_views,
+    search_grid,
     search_palms,
     view_matrix,
 )
@@ -103,6 +105,21 @@ def test_doubtful_tile_hands():
     assert not doubtful_tile_hands(np.zeros(5, bool), hands, presence, p_right, 0.4, 32.0).any()
 
 
+def test_search_grid_covers_the_frame_at_every_rotation():
+    w, h = 600, 450
+    grid = search_grid(w, h, (0.6, 0.25), 4)
+    for frac, (nx, ny) in ((0.6, (3, 2)), (0.25, (7, 5))):
+        level = grid[np.isclose(grid[:, 2], frac * w)]
+        assert len(level) == nx * ny * 4  # neighbours half a side apart, first and last at the edges
+        assert np.isclose(level[:, 0].min(), frac * w / 2) and np.isclose(level[:, 0].max(), w - frac * w / 2)
+        assert np.isclose(level[:, 1].min(), frac * w / 2) and np.isclose(level[:, 1].max(), h - frac * w / 2)
+        assert np.allclose(np.unique(level[:, 3].round(6)), np.arange(4) * np.pi / 2)
+    assert len(search_grid(100, 100, (1.0,), 3)) == 3  # one ROI over the whole frame
+    for bad in ({"search_fractions": (0.0,)}, {"search_rotations": 0}, {"search_min_iou": 1.0}):
+        with pytest.raises(ValueError):
+            DetectionOptions(**bad).validate()
+
+
 needs_weights = pytest.mark.skipif(not ASSET_PATH.is_file(), reason=f"needs the converted weights {ASSET_PATH}")
 
 
@@ -186,3 +203,20 @@ def test_mirrored_and_turned_views_agree_on_real_hands(nets):
     for h, p in zip(fused.hands, plain.hands, strict=True):
         assert np.linalg.norm(h.kp2d - p.kp2d, axis=-1).mean() < 0.05 * np.ptp(p.kp2d, axis=0).max()
         assert h.presence > 0.9
+
+
+@needs_weights
+def test_landmark_search_finds_hands_the_palm_detector_misses(nets):
+    # the upper hand on the trumpet's valves and the lower gloved hand: no palm of any view reads as a hand
+    # (0 hands by default); the grid search finds each, inside the box a person sees it in
+    cases = (("multi_hand_test2.jpg", (216, 36, 408, 198)), ("multi_hand_test4.jpg", (480, 736, 1032, 1280)))
+    search = DetectionOptions(landmark_search=True)
+    for name, (x0, y0, x1, y1) in cases:
+        img = read_image(shared_path("photos", name))
+        assert make(nets).process_image(img).hands == []
+        rois = landmark_search_rois(nets, img, search, 0.5)
+        assert 1 <= len(rois) <= 3
+        hands = make(nets, detection=search).process_image(img).hands
+        assert len(hands) == 1 and hands[0].presence >= 0.5
+        cx, cy = hands[0].kp2d.mean(0)
+        assert x0 < cx < x1 and y0 < cy < y1, (name, cx, cy)

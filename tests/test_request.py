@@ -22,7 +22,7 @@ def every_field() -> CaptureRequest:
         SOURCE,
         frames=(12, 40),
         stride=3,
-        hands=1,
+        hands=5,
         focal_mm=35.0,
         sensor_mm=23.6,
         focal_px=1234.5,
@@ -35,6 +35,7 @@ def every_field() -> CaptureRequest:
         min_confidence=0.35,
         min_frames=4,
         detect="full",
+        bridge_gaps=3,
         fit={"same_person": False, "iterations": (2, 4, 2), "w_2d": 0.75, "polish_iterations": 5},
     )
 
@@ -129,6 +130,12 @@ def test_a_fit_options_object_is_kept_as_its_overrides():
     assert request.fit == {"polish_iterations": 4, "same_person": False}  # the device is the capture's own
 
 
+def test_any_number_of_hands_up_to_the_search_limit_and_gap_bridging():
+    request = CaptureRequest.from_argv(SOURCE, ["--hands", "10", "--bridge-gaps", "0"])
+    assert (request.hands, request.bridge_gaps) == (10, 0)
+    assert CaptureRequest(SOURCE).bridge_gaps == 8 and CaptureRequest.from_argv(SOURCE, request.to_argv()) == request
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -140,6 +147,9 @@ def test_a_fit_options_object_is_kept_as_its_overrides():
         (["--model", "mano"], "--mano-dir"),
         (["--min-confidence", "1.5"], "between 0 and 1"),
         (["--fov", "nan"], "finite"),
+        (["--hands", "11"], r"hands must be a whole number 1\.\.10"),
+        (["--hands", "0"], r"hands must be a whole number 1\.\.10"),
+        (["--bridge-gaps", "-1"], "bridge_gaps must be a whole number of frames >= 0"),
     ],
 )
 def test_bad_options_are_named(argv, message):

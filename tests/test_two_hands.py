@@ -269,29 +269,41 @@ def test_capture_job_estimates_the_camera_when_none_is_given(tmp_path):
     assert back.intrinsics.source == "estimated" and back.info["camera"] == cap.info["camera"]
 
 
-@pytest.mark.blender
-@pytest.mark.shared_data
-@pytest.mark.slow
-def test_blender_hands_touch_where_they_touch_on_the_footage(hc, tmp_path_factory):
-    """The counting clip, captured by the real command and imported: on the frames where the index tips meet
-    in the image, Blender's index tips are as near in 3D as the capture's (measured 2026-12-03: 48 mm mean
-    over the 7 frames under 20 px, against 85 mm with the hands' depths solved apart and a 55 degree camera;
-    frame 29: 20 against 75 mm)."""
-    from .test_blender_smoothing import counting_capture_files, import_hands
+@pytest.mark.parametrize("kind", list(synthetic.TOUCHES))
+def test_synthetic_fingertip_contacts_touch_without_overlap(models, kind):
+    """The touch phases of the synthetic clips: a left fingertip on the right hand, 1 mm off its skin (tip to
+    tip a few mm between the keypoints, on a finger its radius), the capsules apart (0.5 mm slack), and the
+    left hand brought there from its own depth."""
+    k = CameraIntrinsics.from_fov(*SIZE, 60.0).matrix
+    right, left = synthetic.two_hand_clip(models, k, SIZE, 90, seed=3, contact=None, touches=((kind, 0.62, 0.88),))
+    assert set(right.phase) == {"", kind} and (right.phase == left.phase).all()
+    full = np.zeros(90, bool)
+    full[int(0.62 * 90) + 8 : int(0.88 * 90) - 8] = True  # blended fully in
+    tips = [4, 8, 12, 16, 20]
+    near = np.linalg.norm(left.kp3d[:, tips][:, :, None] - right.kp3d[:, None], axis=-1).min((1, 2))
+    assert np.median(near[full]) < (0.007 if kind != "index-on-finger" else 0.011)
+    radii = two_hands.capsule_radii(models[0], right.beta, np.zeros((16, 3)))
+    assert two_hands.penetration_mm(right.kp3d, left.kp3d, radii, radii, full)[1] < 1.0
+    apart = right.phase == ""
+    assert (left.kp3d[apart, 0, 2] - right.kp3d[apart, 0, 2]).mean() > 0.05  # from its own depth, further
 
-    _, path = counting_capture_files(tmp_path_factory)
-    cap = hc.mod("core.capture").read_capture(path)
-    assert cap.intrinsics.source == "estimated"
-    _, arms = import_hands(hc, cap, path=path, with_mesh=False)
-    right, left = cap.hands["right"], cap.hands["left"]
-    image = np.linalg.norm(right.kp2d[:, 8] - left.kp2d[:, 8], axis=-1)
-    touch = np.flatnonzero(right.valid & left.valid & (image < 20.0))
-    assert len(touch) >= 3
-    joints = hc.mod("builders.camera").joints_world
-    blender = []
-    for i in touch:
-        hc.bpy.context.scene.frame_set(int(cap.frames[i]) + 1)  # import_hands: frame offset 1
-        blender.append(np.linalg.norm(joints(arms["right"])[8] - joints(arms["left"])[8]))
-    capture = np.linalg.norm(right.kp3d[touch, 8] - left.kp3d[touch, 8], axis=-1)
-    np.testing.assert_allclose(blender, capture, atol=1e-3)
-    assert np.mean(blender) < 0.065
+
+def test_joint_fit_keeps_fingertip_contacts_together(models):
+    """A clip with a thumb tip touching an index tip (K given): the fitted contacts' 3D distance with the
+    two-hand stages is no worse than with the hands fitted apart, and bounded. Measured 2026-12-03: 31.9 mm
+    on this clip (the issue's 15 mm is met on the benchmark's mean, 11.4 mm, not on every clip)."""
+    k = CameraIntrinsics.from_fov(*SIZE, 60.0).matrix
+    right, left = synthetic.two_hand_clip(
+        models, k, SIZE, 60, seed=5, noise_px=2.0, noise_mm=5.0, contact=None, touches=(("thumb-index", 0.3, 0.8),)
+    )
+    seen = right.obs.valid & left.obs.valid & (right.phase != "")
+    tips = [4, 8, 12, 16, 20]
+    truth = np.linalg.norm(left.kp3d[:, tips][:, :, None] - right.kp3d[:, None], axis=-1)
+    touch = seen[:, None, None] & (truth < 0.012)
+    assert touch.sum() >= 10
+    dist = []
+    for options in (F.FitOptions(same_person=False, two_hands=False), F.FitOptions()):
+        fits, _ = F.fit_hands(models, [right.obs, left.obs], k, options)
+        fitted = np.linalg.norm(fits[1].kp3d[:, tips][:, :, None] - fits[0].kp3d[:, None], axis=-1)
+        dist.append(fitted[touch].mean())
+    assert dist[1] <= dist[0] + 0.002 and dist[1] < 0.04, dist

@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ...core import anatomy
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
-from . import ik, solver, two_hands
+from . import ik, persons, solver
 
 _DTYPE = torch.float64  # the solver's finite differences need double precision
 
@@ -222,7 +222,8 @@ class FitReport:
     seconds: dict[str, float] = field(default_factory=dict)
     loss: dict[str, float] = field(default_factory=dict)
     iterations: dict[str, int] = field(default_factory=dict)
-    two_hands: dict = field(default_factory=dict)  # ``two_hands.TwoHandInfo.to_json`` when two hands were fitted
+    two_hands: dict = field(default_factory=dict)  # ``two_hands.TwoHandInfo.to_json`` when one person was fitted
+    persons: list = field(default_factory=list)  # ``persons.Pairing.records``: which tracks are one person's
 
 
 def _check(obs: HandObservations) -> None:
@@ -421,12 +422,12 @@ def _fit(models, observations, k, options, dt_scale, progress):
     everything = torch.ones(solver.NUM_PARAMS, dtype=torch.bool, device=dev)
     polish_cost: list[float | None] = [None] * len(solvers)  # each track's cost after its last polish step
     rotation_priors = options.w_rot_velocity > 0 or options.w_rot_accel > 0
+    pairing = persons.pair_hands([getattr(m, "side", None) for m in models], observations)
+    report.persons = pairing.records
     with torch.no_grad():
         for stage, n_iter in ((1, n1), (2, n2), (3, n3), (4, n4)):
-            if stage == 4 and options.same_person and len(solvers) == 2:
-                start = time.perf_counter()  # one person: one hand size, before the polish refits the poses
-                report.two_hands["size_scale"] = [round(a, 4) for a in two_hands.couple_sizes(solvers)]
-                report.seconds["couple_sizes"] = time.perf_counter() - start
+            if stage == 4 and options.same_person and pairing.pairs:
+                persons.couple_pairs(solvers, pairing, report)  # one hand size per person, before the polish
             start = time.perf_counter()
             for i in range(n_iter):
                 for j, s in enumerate(solvers):
@@ -467,10 +468,8 @@ def _fit(models, observations, k, options, dt_scale, progress):
             rest_joints, offsets = rest_joints[0].cpu().numpy(), offsets[0].cpu().numpy()
             transl = wrist.cpu().numpy() - rest_joints[0]
             fits.append(_finish(obs, k, theta.cpu().numpy(), s.beta.cpu().numpy(), transl, kp, rest_joints, offsets))
-    if options.two_hands and len(fits) == 2:
-        fits, info = two_hands.joint_stage(models, fits, observations, k, options, dt_scale)
-        report.seconds.update(info.seconds)
-        report.two_hands.update({n: v for n, v in info.to_json().items() if n not in ("size_scale", "seconds")})
+    if options.two_hands and pairing.pairs:
+        fits = persons.joint_stages(models, fits, observations, k, options, dt_scale, pairing, report)
     return fits, report
 
 

@@ -21,6 +21,12 @@ the estimate came out some 10 % long at 45-75 degrees, up to 20 % short at 30). 
 denoised over time: each frame's are averaged with their neighbours' (Gaussian, its width chosen from the
 clip by cross-validation), each neighbour turned onto the frame first (Kabsch), since the hand turns faster
 than its shape changes. A single photo gets no such help (see docs/fitting.md for the figures on real footage).
+
+A photo may be a crop, its principal point off the centre; held at the centre that biases the focal length
+(ge2019_dev crops, true 3D joints and 2D: median error 11 % at the centre, 0.2 % with the principal point
+solved too, ``benchmarks/bench_two_hands.py --focal-floor``), so a photo's estimate solves it per view as
+well, then drops it: from the landmarker's keypoints it absorbs their errors more than it finds the camera's.
+Video frames are not crops: a clip keeps it at the centre (more unknowns would only add noise).
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ class FocalEstimate:
         focal_px: focal length in pixels (square pixels); sigma_px: its standard uncertainty, pixels.
         fov_deg / fov_sigma_deg: the same as a horizontal field of view and its uncertainty, degrees.
         frames: number of (frame, hand) views that entered the estimate.
+        principal: (cx, cy) px where it was solved with the focal length (a photo), else None. A nuisance
+            parameter: from the landmarker's keypoints it is no estimate of the camera's (ge2019_dev: a median
+            149 px from the truth, the crop's centre 75 px), so captures keep the centre.
     """
 
     focal_px: float
@@ -57,6 +66,7 @@ class FocalEstimate:
     fov_deg: float
     fov_sigma_deg: float
     frames: int
+    principal: tuple[float, float] | None = None
 
     def to_json(self) -> dict:
         return {
@@ -72,10 +82,11 @@ def fov_of(focal_px: float, width: float) -> float:
     return float(np.degrees(2 * np.arctan(0.5 * width / focal_px)))
 
 
-def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray) -> np.ndarray:
+def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray, free_centre: bool = False):
     """Cost (N,) of each view n: squared 2D residuals, over the hand's RMS pixel size, of the 3D landmarks
     world (N, 21, 3) rigidly placed in front of a camera of focal length focal (N,) px and principal point
-    centre (2,); kp2d (N, 21, 2) px, conf (N, 21)."""
+    centre (2,); kp2d (N, 21, 2) px, conf (N, 21). free_centre: the principal point is solved per view too
+    (starting at centre). Returns the costs and the principal points (N, 2) they were solved with."""
     n = len(world)
     w = np.maximum(conf, 1e-6)
     c2d = (w[..., None] * kp2d).sum(1) / w.sum(1)[:, None]
@@ -87,6 +98,8 @@ def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray) -> np
     size_m = np.sqrt(((pts[..., :2] - pts[..., :2].mean(1, keepdims=True)) ** 2).sum(-1).mean(1))
     z0 = focal * np.maximum(size_m, 1e-6) / size_px
     x = np.concatenate([np.zeros((n, 3)), ray[:, :2] / ray[:, 2:], np.log(z0)[:, None]], 1)
+    if free_centre:  # its offset in units of the hand's pixel size, so that all unknowns are of order 1
+        x = np.concatenate([x, np.zeros((n, 2))], 1)
     scale = (np.sqrt(w) / size_px[:, None])[..., None]
 
     def residual(x):
@@ -94,14 +107,16 @@ def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray) -> np
         z = np.exp(np.clip(x[:, 5], -6.0, 6.0))  # a diverging step must not overflow (it is then rejected)
         p = np.einsum("nij,npj->npi", rot, pts) + np.stack([x[:, 3] * z, x[:, 4] * z, z], -1)[:, None]
         uv = focal[:, None, None] * p[..., :2] / np.maximum(p[..., 2:], 1e-6) + centre
+        if free_centre:
+            uv = uv + x[:, None, 6:8] * size_px[:, None, None]
         return ((uv - kp2d) * scale).reshape(n, -1)
 
     r = residual(x)
     cost = (r * r).sum(1)
     lam = np.full(n, 1e-3)
-    eye = np.eye(6)
+    eye = np.eye(x.shape[1])
     for _ in range(_STEPS):
-        jac = np.stack([(residual(x + 1e-6 * eye[i]) - r) / 1e-6 for i in range(6)], -1)
+        jac = np.stack([(residual(x + 1e-6 * eye[i]) - r) / 1e-6 for i in range(len(eye))], -1)
         hess = jac.transpose(0, 2, 1) @ jac
         grad = (jac.transpose(0, 2, 1) @ r[..., None])[..., 0]
         hess = hess + lam[:, None, None] * (eye * (np.diagonal(hess, axis1=1, axis2=2)[:, :, None] + 1e-9))
@@ -111,7 +126,8 @@ def _rigid_costs(world, kp2d, conf, focal: np.ndarray, centre: np.ndarray) -> np
         better = c_new < cost
         x[better], r[better], cost[better] = x_new[better], r_new[better], c_new[better]
         lam = np.where(better, lam / 3, lam * 5)
-    return cost
+    solved = centre + x[:, 6:8] * size_px[:, None] if free_centre else np.broadcast_to(centre, (n, 2))
+    return cost, solved
 
 
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -183,11 +199,14 @@ def estimate_focal(
     image_size: tuple[int, int],
     principal: tuple[float, float] | None = None,
     smooth_frames: float | None = None,
+    solve_principal: bool | None = None,
 ) -> FocalEstimate | None:
     """Focal length of the camera from hand observations (``fit.HandObservations``, any number of tracks, the
     same camera); None when no frame has both 2D keypoints and 3D landmarks. principal: (cx, cy) px, default
     the image centre; smooth_frames: the 3D landmarks' denoising over time (Gaussian sigma, frames; 0 off; None: chosen
-    from the clip, ``_denoise_world``)."""
+    from the clip, ``_denoise_world``); solve_principal: solve the principal point too (None: only for a photo,
+    every observation one frame, without a given principal: a photo may be a crop; with exact keypoints that is
+    well posed from one hand; with two hands each view solves its own and the median is kept)."""
     width, height = (float(v) for v in image_size)
     centre = np.array(principal if principal is not None else (width / 2, height / 2), np.float64)
     views = []
@@ -207,12 +226,14 @@ def estimate_focal(
     fov = np.geomspace(GRID_FOV_DEG[1], GRID_FOV_DEG[0], GRID_SIZE)
     log_f = np.log(0.5 * width / np.tan(np.radians(fov) / 2))
     n, g = len(kp2d), len(log_f)
+    photo = max(len(obs.kp2d) for obs in observations) == 1
+    free = (principal is None and photo) if solve_principal is None else bool(solve_principal)
     costs = _rigid_costs(
-        np.repeat(world, g, 0), np.repeat(kp2d, g, 0), np.repeat(conf, g, 0), np.tile(np.exp(log_f), n), centre
-    ).reshape(n, g)
+        np.repeat(world, g, 0), np.repeat(kp2d, g, 0), np.repeat(conf, g, 0), np.tile(np.exp(log_f), n), centre, free
+    )[0].reshape(n, g)
     # costs in units of the residual noise (per coordinate, from the best fits), so that they are -2 log
     # likelihoods and the prior weighs against the evidence in the right measure
-    dof = np.maximum(2 * (conf > 0).sum(1) - 6, 1)
+    dof = np.maximum(2 * (conf > 0).sum(1) - 6 - 2 * free, 1)
     noise = max(float(np.median(costs.min(1) / dof)), 1e-8)
     prior = ((log_f - np.log(0.5 * width / np.tan(np.radians(PRIOR_FOV_DEG) / 2))) / PRIOR_SIGMA_LOG) ** 2
     costs = costs / noise
@@ -225,13 +246,15 @@ def estimate_focal(
         order = np.argsort(frame, kind="stable")
         labels = np.empty(n, int)
         labels[order] = np.arange(n) * blocks // n
-        loo = np.array(
-            [_refine(log_f, costs[labels != b].sum(0) + prior)[0] for b in range(blocks)], np.float64
-        )
+        loo = np.array([_refine(log_f, costs[labels != b].sum(0) + prior)[0] for b in range(blocks)], np.float64)
         jack = np.sqrt((blocks - 1) / blocks * ((loo - loo.mean()) ** 2).sum())
         sigma_log = max(sigma_log, float(jack))
     sigma_log = min(sigma_log, PRIOR_SIGMA_LOG)
     f = float(np.exp(est))
+    solved = None
+    if free:  # the principal point at the estimate (the median over views: it is one camera's)
+        pts = _rigid_costs(world, kp2d, conf, np.full(n, f), centre, True)[1]
+        solved = tuple(float(v) for v in np.median(pts, 0))
     fov_est = fov_of(f, width)
     fov_sigma = 0.5 * abs(fov_of(f * np.exp(-sigma_log), width) - fov_of(f * np.exp(sigma_log), width))
-    return FocalEstimate(f, f * sigma_log, fov_est, fov_sigma, int(n))
+    return FocalEstimate(f, f * sigma_log, fov_est, fov_sigma, int(n), solved)

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation, Slerp
 
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS
 from . import ik
 from .fit import HandObservations, _np
-from .two_hands import BONES, capsule_radii
+from .two_hands import BONES, _segments, capsule_overlaps, capsule_radii
 
 
 @dataclass
@@ -35,6 +36,7 @@ class SyntheticHand:
     transl: np.ndarray
     kp3d: np.ndarray
     obs: HandObservations
+    phase: np.ndarray | None = None  # (T,) str: the contact phase ``two_hand_clip`` put the frame in ("" none)
 
 
 def random_pose(model, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -157,13 +159,18 @@ def two_hand_clip(
     noise_px: float = 0.0,
     noise_mm: float = 0.0,
     depths: tuple[float, float] = (0.4, 0.55),
-    contact: tuple[float, float] = (0.35, 0.65),
+    contact: tuple[float, float] | None = (0.35, 0.65),
     gap_m: float = 0.005,
+    touches: tuple[tuple[str, float, float], ...] = (),
+    touch_gap_m: float = 0.001,
 ) -> tuple[SyntheticHand, SyntheticHand]:
     """One person's two hands (right, left; models in that order, the same beta): each moves on its own at
     about its depth of ``depths`` (metres), and over the fraction ``contact`` of the clip (blended in and out
-    over 15 frames) the left hand turns into the right one's mirror image beside it, so that the two hands'
-    bone capsules meet ``gap_m`` apart. Observations as ``observe`` (keypoints outside the image unseen)."""
+    over 15 frames; None: never) the left hand turns into the right one's mirror image beside it, so that the
+    two hands' bone capsules meet ``gap_m`` apart ("side" frames in ``phase``). Then, over each window of
+    ``touches`` ((kind, start, end) fractions of the clip, kind in ``TOUCHES``), the left hand is turned and
+    moved so that one of its fingertips touches the right hand ``touch_gap_m`` off the skin (see
+    ``_touch``). Observations as ``observe`` (keypoints outside the image unseen)."""
     rng = np.random.default_rng(seed)
     beta = rng.normal(0.0, 0.7, NUM_BETAS)
     hands = [
@@ -173,9 +180,7 @@ def two_hand_clip(
         for i, (m, z, xr) in enumerate(zip(models, depths, ((0.15, 0.45), (0.55, 0.85)), strict=True))
     ]
     t = np.arange(num_frames, dtype=np.float64)
-    a, b = (num_frames * c for c in contact)
-    blend = np.clip(np.minimum(t - a, b - t) / 15.0 + 0.5, 0.0, 1.0)  # 0 outside, 1 in the contact window
-    turn_in = np.clip(np.minimum(t - a, b - t) / 15.0 + 1.5, 0.0, 1.0)  # the same, 15 frames earlier / later
+    blend, turn_in = _windows(t, contact if contact is not None else (-1.0, -1.0), num_frames)
     right, left = hands
     # around contact the left hand becomes the mirror image of the right one (the left model is the right one
     # mirrored: theta * (1, -1, -1)) in an upright plane facing the image's x axis, gap_m / 2 beyond the right
@@ -186,22 +191,150 @@ def two_hand_clip(
     radii = capsule_radii(models[0], beta, np.zeros((NUM_JOINTS, 3)))
     reach = np.maximum(right.kp3d[:, BONES[:, 0], 0], right.kp3d[:, BONES[:, 1], 0]) + radii
     c = (reach.max(1) + 0.5 * gap_m + 0.1 * (1.0 - blend))[:, None] * n
-    house = np.eye(3) - 2 * n[:, :, None] * n[:, None, :]
-    mirror = np.diag([-1.0, 1.0, 1.0])
-    theta_c = right.theta * np.array([1.0, -1.0, -1.0])
-    root_c = house @ Rotation.from_rotvec(right.theta[:, 0]).as_matrix() @ mirror
-    theta_c[:, 0] = Rotation.from_matrix(root_c).as_rotvec()
-    wrist_c = right.kp3d[:, 0] - 2 * n * ((right.kp3d[:, 0] - c) * n).sum(1, keepdims=True)
+    theta_c, wrist_c = _mirrored(right, n, c)
     theta = np.stack([_blend_rotvec(left.theta[i], theta_c[i], turn_in[i]) for i in range(num_frames)])
     wrist = left.kp3d[:, 0] + turn_in[:, None] * (wrist_c - left.kp3d[:, 0])
-    model = models[1]
+    phase = np.where(turn_in > 0, "side", "").astype(object)
+    for kind, start, end in touches:
+        blend, turn_in = _windows(t, (start, end), num_frames)
+        # both hands point as they touch (index straight, the other fingers curled), as when counting
+        theta = _pointing(models[1], theta, turn_in)
+        theta_r = _pointing(models[0], right.theta, turn_in)
+        kp_r, _ = _posed(models[0], beta, theta_r, right.kp3d[:, 0])
+        # the right hand's touching keypoint comes to the middle of the image (at its depth): both hands in view
+        centre = turn_in[:, None] * kp_r[:, TOUCHES[kind][1]] * np.array([1.0, 1.0, 0.0])
+        kp_r, j0_r = _posed(models[0], beta, theta_r, right.kp3d[:, 0] - centre)
+        right = SyntheticHand(theta_r, beta, right.kp3d[:, 0] - centre - j0_r, kp_r, right.obs)
+        if kind == "index-index":
+            theta_c, wrist_c = _tip_mirror(right, radii, 8, touch_gap_m + 0.1 * (1.0 - blend))
+            theta = np.stack([_blend_rotvec(theta[i], theta_c[i], turn_in[i]) for i in range(num_frames)])
+            wrist = wrist + turn_in[:, None] * (wrist_c - wrist)
+        else:
+            theta, wrist = _touch(models, beta, right.kp3d, theta, wrist, kind, blend, turn_in, touch_gap_m)
+        phase[turn_in > 0] = kind
+    left_kp, j0 = _posed(models[1], beta, theta, wrist)
+    left_obs = observe(left_kp, k, rng, noise_px, noise_mm, image_size)
+    left = SyntheticHand(theta, beta, wrist - j0, left_kp, left_obs, phase.astype(str))
+    right_obs = observe(right.kp3d, k, rng, noise_px, noise_mm, image_size)
+    right = SyntheticHand(right.theta, right.beta, right.transl, right.kp3d, right_obs, phase.astype(str))
+    return right, left
+
+
+def _pointing(model, theta: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """theta (T, 16, 3) with the fingers blended, by weight (T,), into pointing: index straight, middle, ring
+    and pinky curled (80 % of their flexion range), the thumb half flexed."""
+    frames, limits = _np(model.joint_frames)[1:], _np(model.joint_limits)[1:]
+    flex = np.full(NUM_JOINTS - 1, 0.8) * limits[:, 0, 1]
+    flex[:3] = 0.0  # the index finger (joints 1-3)
+    flex[12:] = 0.5 * limits[12:, 0, 1]  # the thumb (joints 13-15)
+    local = np.zeros((NUM_JOINTS - 1, 3))
+    local[:, 0] = flex
+    point = np.einsum("jab,jb->ja", frames, local)
+    out = theta.copy()
+    for i in np.flatnonzero(weight > 0):
+        out[i, 1:] = _blend_rotvec(theta[i, 1:], point, weight[i])
+    return out
+
+
+def _mirrored(right: SyntheticHand, n: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(theta, wrist) of the left hand as the right one's mirror image in the planes through c (T, 3) of unit
+    normals n (T, 3) (the left model is the right one mirrored: theta * (1, -1, -1))."""
+    house = np.eye(3) - 2 * n[:, :, None] * n[:, None, :]
+    theta_c = right.theta * np.array([1.0, -1.0, -1.0])
+    root_c = house @ Rotation.from_rotvec(right.theta[:, 0]).as_matrix() @ np.diag([-1.0, 1.0, 1.0])
+    theta_c[:, 0] = Rotation.from_matrix(root_c).as_rotvec()
+    return theta_c, right.kp3d[:, 0] - 2 * n * ((right.kp3d[:, 0] - c) * n).sum(1, keepdims=True)
+
+
+def _tip_mirror(right: SyntheticHand, radii: np.ndarray, tip: int, gap: np.ndarray):
+    """The left hand as the right one's mirror image across the plane, of normal half-way between the right
+    fingertip's bone direction and the image's +x, lying gap / 2 (T,) beyond every bone capsule of the right
+    hand: the mirror images cannot overlap, and where that fingertip's capsule reaches furthest its tip
+    touches its image's (tip keypoints 2 r (1 - cos 45 deg) + gap apart, some 5 mm)."""
+    kp = right.kp3d
+    along = _unit(kp[:, tip] - kp[:, BONES[BONES[:, 1] == tip, 0][0]])
+    n = _unit(along + np.array([1.0, 0.0, 0.0]))
+    a, b = _segments(kp, radii)
+    reach = (np.maximum((a * n[:, None]).sum(-1), (b * n[:, None]).sum(-1)) + radii).max(1)
+    return _mirrored(right, n, (reach + 0.5 * gap)[:, None] * n)
+
+
+# fingertip contacts: (left hand's tip keypoint, right hand's keypoint it touches, whether that is a tip);
+# tip to tip as in the counting clip (index-index: mirror images, ``_tip_mirror``; the others: ``_touch``),
+# and a fingertip laid on the other hand's index finger (its DIP joint)
+TOUCHES = {
+    "index-index": (8, 8, True),
+    "thumb-index": (8, 4, True),
+    "index-on-finger": (8, 7, False),
+}
+
+
+def _windows(t: np.ndarray, window: tuple[float, float], num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(blend, turn_in) over frames t for a window (fractions of the clip): blend 1 inside and 0 outside,
+    ramped over 15 frames across each end; turn_in the same ramp 15 frames earlier / later."""
+    a, b = (num_frames * c for c in window)
+    blend = np.clip(np.minimum(t - a, b - t) / 15.0 + 0.5, 0.0, 1.0)
+    return blend, np.clip(np.minimum(t - a, b - t) / 15.0 + 1.5, 0.0, 1.0)
+
+
+def _posed(model, beta, theta, wrist) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints (T, 21, 3) of the hand posed by theta with its wrist joint at ``wrist``, and the rest wrist."""
     dtype = model.joint_frames.dtype
     with torch.no_grad():
         th = torch.as_tensor(theta, dtype=dtype)
-        out = model(th, torch.as_tensor(np.tile(beta, (num_frames, 1)), dtype=dtype), th[:, 0] * 0, with_vertices=False)
+        bt = torch.as_tensor(np.tile(beta, (len(theta), 1)), dtype=dtype)
+        out = model(th, bt, th[:, 0] * 0, with_vertices=False)
         j0 = _np(out.joints[:, 0])
-        left_kp = _np(out.keypoints) - j0[:, None] + wrist[:, None]
-    left = SyntheticHand(theta, beta, wrist - j0, left_kp, observe(left_kp, k, rng, noise_px, noise_mm, image_size))
-    right_obs = observe(right.kp3d, k, rng, noise_px, noise_mm, image_size)
-    right = SyntheticHand(right.theta, right.beta, right.transl, right.kp3d, right_obs)
-    return right, left
+        return _np(out.keypoints) - j0[:, None] + wrist[:, None], j0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _touch(models, beta, right_kp, theta, wrist, kind, blend, turn_in, gap):
+    """The left hand (theta, wrist) turned and moved, by turn_in, so that its fingertip of ``TOUCHES[kind]``
+    meets the right hand's keypoint: the contact normal u points from the right hand's surface toward the
+    image's right (where the left hand is) -- off a fingertip half-way between the finger's direction and +x,
+    off a joint across the finger --, the left hand turned so its wrist-to-fingertip line points along -u
+    (the rest of the hand behind the fingertip, away from the right one), its tip keypoint
+    (on the skin) put ``gap`` beyond the right hand's skin along u, and 10 cm further out while blend < 1.
+    Tip to tip the tip keypoints end some 6 mm apart, on a joint the radius of the finger there."""
+    tip_l, key_r, is_tip = TOUCHES[kind]
+    bone = {b: i for i, b in enumerate(BONES[:, 1])}
+    radii = capsule_radii(models[0], beta, np.zeros((NUM_JOINTS, 3)))
+    along = _unit(right_kp[:, key_r] - right_kp[:, BONES[bone[key_r], 0]])
+    x = np.array([1.0, 0.0, 0.0])
+    across = _unit(x - (along @ x)[:, None] * along)
+    # the contact normal, mostly across the image (its depth part damped): the left hand stays well in front
+    u = _unit((_unit(along + across) if is_tip else across) * np.array([1.0, 1.0, 0.3]))
+    # the skin point: the tip keypoint itself, or the skin over the joint across the finger
+    surface = right_kp[:, key_r] if is_tip else right_kp[:, key_r] + radii[bone[key_r]] * u
+    left_kp, _ = _posed(models[1], beta, theta, wrist)
+    d_l = _unit(left_kp[:, tip_l] - left_kp[:, 0])  # wrist to tip: the rest of the hand stays behind the tip
+    root = Rotation.from_rotvec(theta[:, 0])
+    turn = []
+    for i in range(len(theta)):  # the least rotation taking the left wrist-to-fingertip direction to -u
+        axis = np.cross(d_l[i], -u[i])
+        angle = np.arctan2(np.linalg.norm(axis), d_l[i] @ -u[i])
+        turn.append(_unit(axis) * angle * turn_in[i])
+    theta = theta.copy()
+    theta[:, 0] = (Rotation.from_rotvec(np.array(turn)) * root).as_rotvec()
+    turned, _ = _posed(models[1], beta, theta, wrist)
+    target = surface + (gap + 0.1 * (1.0 - blend))[:, None] * u
+    shift = turn_in[:, None] * (target - turned[:, tip_l])
+    wrist, turned = wrist + shift, turned + shift[:, None]
+    # where other bones of the two hands would then overlap, the left hand backs off (along u or toward the
+    # camera, whichever needs least; 2 mm steps up to 12 cm) until no capsules overlap by more than
+    # 0.5 mm, smoothed over time (the fingertips then touch a little less, or not: the truth says which)
+    steps = np.arange(0.0, 0.0305, 0.001)
+    best = np.full(len(theta), np.inf)
+    back = np.zeros_like(wrist)
+    for d in (u, np.broadcast_to([0.0, 0.0, -1.0], u.shape)):
+        ok = np.stack([capsule_overlaps(right_kp, turned + s * d[:, None], radii, radii)[0].max((1, 2)) for s in steps])
+        ok = ok <= 0.0005
+        need = np.where(ok.any(0), steps[np.argmax(ok, 0)], steps[-1])
+        better = need < best
+        best[better], back[better] = need[better], (need[:, None] * d)[better]
+    back = gaussian_filter1d(back * turn_in[:, None], 2.0, axis=0, mode="nearest")
+    return theta, wrist + back
