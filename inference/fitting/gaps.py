@@ -95,10 +95,7 @@ def bridge_fit(fit, model, max_gap: int, curve: str = "hermite"):
     if not bridged.any():
         return fit, bridged
     kp3d = np.array(fit.kp3d, np.float64)
-    param = next(model.parameters(), None)
-    buffers = next(model.buffers(), None)
-    ref = param if param is not None else buffers
-    opts = {"dtype": torch.float64, "device": ref.device if ref is not None else "cpu"}
+    opts = {"dtype": torch.float64, "device": model.joint_frames.device}
     with torch.no_grad():
         out = model(
             torch.as_tensor(theta[bridged], **opts),

@@ -131,16 +131,17 @@ def depth_from_size(world: np.ndarray, kp2d: np.ndarray, conf: np.ndarray, focal
     Size = confidence-weighted RMS distance of the keypoints from their centroid, in 3D (x, y only: the
     extent parallel to the image) and in 2D.
     """
-    w = np.asarray(conf, dtype=np.float64)
-    wsum = np.maximum(w.sum(1, keepdims=True), _EPS)
-
-    def rms(x):
-        c = (w[..., None] * x).sum(1, keepdims=True) / wsum[..., None]
-        return np.sqrt((w * ((x - c) ** 2).sum(-1)).sum(1) / wsum[:, 0])
-
-    size_m = rms(np.asarray(world, dtype=np.float64)[..., :2])
-    size_px = rms(np.asarray(kp2d, dtype=np.float64))
+    size_m = weighted_spread(np.asarray(world, dtype=np.float64)[..., :2], conf)[1]
+    size_px = weighted_spread(np.asarray(kp2d, dtype=np.float64), conf)[1]
     return focal * size_m / np.maximum(size_px, 1e-6)
+
+
+def weighted_spread(points: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted centroid (N, D) and RMS distance of the points from it (N,): points (N, P, D), weights (N, P)."""
+    w = np.asarray(weights, dtype=np.float64)
+    wsum = np.maximum(w.sum(1, keepdims=True), _EPS)
+    c = (w[..., None] * points).sum(1) / wsum
+    return c, np.sqrt((w * ((points - c[:, None]) ** 2).sum(-1)).sum(1) / wsum[:, 0])
 
 
 def solve_translation(points: np.ndarray, kp2d: np.ndarray, conf: np.ndarray, k: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import two_hands
+from . import ik, two_hands
 
 #: Most size ratio (larger / smaller pixel size) of one person's two hands.
 MAX_SIZE_RATIO = 2.0
@@ -39,10 +39,8 @@ class Pairing:
 
 def _centre_and_size(obs) -> tuple[np.ndarray, np.ndarray]:
     """(T, 2) confidence-weighted keypoint centroid and (T,) RMS pixel size of one track."""
-    w = np.maximum(np.asarray(obs.kp_conf, np.float64), 1e-6)
-    kp = np.asarray(obs.kp2d, np.float64)
-    c = (w[..., None] * kp).sum(1) / w.sum(1)[:, None]
-    size = np.sqrt((w * ((kp - c[:, None]) ** 2).sum(-1)).sum(1) / w.sum(1))
+    weights = np.maximum(np.asarray(obs.kp_conf, np.float64), 1e-6)
+    c, size = ik.weighted_spread(np.asarray(obs.kp2d, np.float64), weights)
     return c, np.maximum(size, 1.0)
 
 
