@@ -98,18 +98,25 @@ def test_job_errors():
         CaptureOptions("x.mp4", hands=11).validate()
 
 
-def test_the_palm_search_option_reaches_the_landmarker():
+def test_the_palm_search_option_reaches_the_landmarker(monkeypatch, landmarker):
     """--detect sets the landmarker's palm search: tiles for photos by default, tiles around lost hands in
     videos only with tiled-video, the full view alone with full; anything else is refused up front."""
     from handcap.inference.capture_job import landmarker_for
     from handcap.inference.multiscale import FULL_VIEW_ONLY
 
+    # Only the options are checked here: the four landmarkers share the module's loaded networks (same device)
+    # instead of loading the weights four times.
+    devices = []
+    monkeypatch.setattr(
+        "handcap.inference.landmarker.HandNets", lambda device, *a, **k: devices.append(device) or landmarker.nets
+    )
     tiled = landmarker_for(CaptureOptions("x.mp4"), "cpu").options.detection
     assert tiled.still_tiles and not tiled.video_tiles
     assert landmarker_for(CaptureOptions("x.mp4", detect="tiled-video"), "cpu").options.detection.video_tiles
     assert landmarker_for(CaptureOptions("x.mp4", detect="full"), "cpu").options.detection == FULL_VIEW_ONLY
     search = landmarker_for(CaptureOptions("x.mp4", detect="search"), "cpu").options.detection
     assert search.landmark_search and search.still_tiles and not tiled.landmark_search
+    assert devices == ["cpu"] * 4
     with pytest.raises(CaptureJobError, match="detect must be one of"):
         CaptureOptions("x.mp4", detect="tiles").validate()
 

@@ -57,6 +57,37 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
+# A farm worker has one CPU, so its numpy/BLAS and torch run one thread where ``convert`` runs two; the
+# summation order differs and the fit ends a hair apart. Measured on an AMD EPYC (farm vs convert): 99 % of
+# keypoints within 0.002 mm and poses within 4e-5 rad, but a few ill-conditioned frames move by up to 0.8 mm /
+# 0.011 rad (BVH channels 0.035 deg). So: tight on the 99th percentile, loose on the worst value. Bit
+# equality holds only between like workers (the other tests here).
+THREADS_TOL_M = (1e-4, 3e-3)  # (99th percentile, worst)
+THREADS_TOL_RAD = (1e-3, 0.05)
+THREADS_TOL_DEG = 1.0
+
+
+def _assert_nearly_equal(a: np.ndarray, b: np.ndarray, tol: tuple[float, float], what: str) -> None:
+    assert a.shape == b.shape and np.array_equal(np.isnan(a), np.isnan(b)), what
+    diff = np.abs(a - b)[~np.isnan(a)]
+    p99, worst = np.percentile(diff, 99), diff.max()
+    assert p99 <= tol[0] and worst <= tol[1], f"{what}: differs from convert's by {p99:.2e} (p99), {worst:.2e} (max)"
+
+
+def _assert_same_bvh(got: bytes, ref: bytes, name: str) -> None:
+    """Same hierarchy and frame count byte for byte, the same motion within the thread-count tolerance
+    (root positions in metres, angles in degrees, compared modulo 360)."""
+    (g_head, g_motion), (r_head, r_motion) = (b.decode().split("MOTION", 1) for b in (got, ref))
+    assert g_head == r_head, f"{name}: hierarchy differs from convert's"
+    g_lines, r_lines = g_motion.strip().splitlines(), r_motion.strip().splitlines()
+    assert g_lines[:2] == r_lines[:2], f"{name}: frame count or time differs from convert's"
+    g, r = (np.array([[float(v) for v in line.split()] for line in lines[2:]]) for lines in (g_lines, r_lines))
+    assert g.shape == r.shape and len(g) > 0, name
+    np.testing.assert_allclose(g[:, :3], r[:, :3], rtol=0, atol=THREADS_TOL_M[1], err_msg=f"{name}: root position")
+    turn = (g[:, 3:] - r[:, 3:] + 180.0) % 360.0 - 180.0
+    assert np.abs(turn).max() <= THREADS_TOL_DEG, f"{name}: angles differ by up to {np.abs(turn).max():.3f} deg"
+
+
 def _sample_clip():
     spec = importlib.util.spec_from_file_location("sample_clip", REPO / "benchmarks" / "sample_clip.py")
     module = importlib.util.module_from_spec(spec)
@@ -82,14 +113,23 @@ def undisturbed(cluster, tmp_path_factory) -> dict[str, bytes]:
     return _outputs(out)
 
 
-def test_two_clip_library_gives_the_same_outputs_as_convert(cluster, second_clip, tmp_path):
+def test_two_clip_library_gives_the_same_outputs_as_convert_and_a_failing_input_is_reported(
+    cluster, second_clip, tmp_path
+):
+    """One farm run of a library with a broken file among two clips (formerly two tests that each captured the
+    sample clip whole on the cluster): the broken one is reported and fails the run (exit 1), the others are
+    converted exactly as ``convert`` converts them, and nothing is written for the broken one."""
     library = [SAMPLE, second_clip]
     code, log = _run(_cmd("convert", *library, "-o", tmp_path / "convert", "--format", "bvh", "--keep-captures"))
     assert code == 0, log
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00 not a video")
     # whole clips in one chunk each: the farm runs exactly the capture convert runs, on two machines' workers
-    code, log = _run(_farm_args(cluster, *library, "-o", tmp_path / "farm", "--keep-captures"), env=cluster.env)
-    assert code == 0, log
-    assert "farm: converted 2 of 2 inputs" in log and "chunks: 2 run, 0 reused" in log, log
+    farm = [broken, *library]
+    code, log = _run(_farm_args(cluster, *farm, "-o", tmp_path / "farm", "--keep-captures"), env=cluster.env)
+    assert code == 1, log
+    assert "broken.mp4: FAILED:" in log and "farm: converted 2 of 3 inputs" in log, log
+    assert "chunks: 2 run, 0 reused" in log, log
     ref, got = _outputs(tmp_path / "convert"), _outputs(tmp_path / "farm")
     assert (
         sorted(ref)
@@ -98,15 +138,18 @@ def test_two_clip_library_gives_the_same_outputs_as_convert(cluster, second_clip
     )
     for name in ref:
         if name.endswith(".bvh"):
-            assert got[name] == ref[name], f"{name} differs from convert's"
+            _assert_same_bvh(got[name], ref[name], name)
     from handcap.core.capture import read_capture
 
     for stem in ("two_hands", "backwards"):
         a, b = read_capture(tmp_path / "convert" / f"{stem}.npz"), read_capture(tmp_path / "farm" / f"{stem}.npz")
         assert sorted(a.hands) == sorted(b.hands) == ["left", "right"]
+        ca, cb = a.info["camera"], b.info["camera"]
+        assert ca["source"] == cb["source"] and abs(ca["focal_px"] - cb["focal_px"]) <= 0.05, (ca, cb)
         for side in a.hands:
-            np.testing.assert_array_equal(a.hands[side].kp3d, b.hands[side].kp3d)
-            np.testing.assert_array_equal(a.hands[side].theta, b.hands[side].theta)
+            np.testing.assert_array_equal(a.hands[side].valid, b.hands[side].valid)
+            _assert_nearly_equal(a.hands[side].kp3d, b.hands[side].kp3d, THREADS_TOL_M, f"{stem} {side} kp3d, m")
+            _assert_nearly_equal(a.hands[side].theta, b.hands[side].theta, THREADS_TOL_RAD, f"{stem} {side} theta, rad")
 
 
 def test_a_killed_worker_still_yields_identical_outputs(cluster, undisturbed, tmp_path):
@@ -178,12 +221,3 @@ def test_a_rerun_after_an_interruption_redoes_no_finished_chunk(cluster, undistu
     assert _outputs(out) == undisturbed
     code, log = _run(_farm_args(cluster, SAMPLE, "-o", out, *CHUNKS), env=cluster.env)
     assert code == 0 and "up to date" in log and "chunks: 0 run, 0 reused" in log, log
-
-
-def test_a_failing_input_is_reported_and_the_others_converted(cluster, tmp_path):
-    broken = tmp_path / "broken.mp4"
-    broken.write_bytes(b"\x00\x00\x00 not a video")
-    code, log = _run(_farm_args(cluster, broken, SAMPLE, "-o", tmp_path / "out"), env=cluster.env)
-    assert code == 1, log
-    assert "broken.mp4: FAILED:" in log and "farm: converted 1 of 2 inputs" in log, log
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.bvh")) == ["two_hands.L.bvh", "two_hands.R.bvh"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from handcap.inference import landmarker as landmarker_module
 from handcap.inference.detection_sets import close_range_crop, no_hand_crops
 from handcap.inference.evaluation import GtHand, evaluate_set, landmarker_predictor, load_annotated_set, match_hands
 from handcap.inference.landmarker import HandLandmarker, LandmarkerOptions
@@ -206,17 +207,30 @@ def test_mirrored_and_turned_views_agree_on_real_hands(nets):
 
 
 @needs_weights
-def test_landmark_search_finds_hands_the_palm_detector_misses(nets):
+def test_landmark_search_finds_hands_the_palm_detector_misses(nets, monkeypatch):
     # the upper hand on the trumpet's valves and the lower gloved hand: no palm of any view reads as a hand
     # (0 hands by default); the grid search finds each, inside the box a person sees it in
     cases = (("multi_hand_test2.jpg", (216, 36, 408, 198)), ("multi_hand_test4.jpg", (480, 736, 1032, 1280)))
     search = DetectionOptions(landmark_search=True)
+    # The grid search is the slow part: rather than running it once here and again inside process_image, record
+    # what the landmarker's own (real, unchanged) call returns and check that, for the same image and options.
+    calls = []
+
+    def recorded(*args, **kwargs):
+        calls.append((args, kwargs, landmark_search_rois(*args, **kwargs)))
+        return calls[-1][2]
+
+    monkeypatch.setattr(landmarker_module, "landmark_search_rois", recorded)
     for name, (x0, y0, x1, y1) in cases:
         img = read_image(shared_path("photos", name))
         assert make(nets).process_image(img).hands == []
-        rois = landmark_search_rois(nets, img, search, 0.5)
-        assert 1 <= len(rois) <= 3
+        assert calls == []  # off by default
         hands = make(nets, detection=search).process_image(img).hands
+        [(args, kwargs, rois)] = calls
+        calls.clear()
+        assert args[0] is nets and args[2] == search and args[3] == 0.5 and not kwargs
+        np.testing.assert_array_equal(args[1], img)
+        assert 1 <= len(rois) <= 3
         assert len(hands) == 1 and hands[0].presence >= 0.5
         cx, cy = hands[0].kp2d.mean(0)
         assert x0 < cx < x1 and y0 < cy < y1, (name, cx, cy)

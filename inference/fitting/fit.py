@@ -30,7 +30,7 @@ from ...core import anatomy
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from . import ik, persons, solver
 
-_DTYPE = torch.float64  # the solver's finite differences need double precision
+_DTYPE = torch.float64  # the solver's gradients and cost comparisons need double precision
 
 
 class FitError(ValueError):

@@ -23,7 +23,7 @@ def wrap_rotvec(r: torch.Tensor) -> torch.Tensor:
 
 
 def solve_block_banded(
-    diag: torch.Tensor, off1: torch.Tensor, off2: torch.Tensor, rhs: torch.Tensor
+    diag: torch.Tensor, off1: torch.Tensor, off2: torch.Tensor, rhs: torch.Tensor, coupled: torch.Tensor | None = None
 ) -> torch.Tensor | None:
     """Solve the symmetric positive definite block-pentadiagonal system of a whole track.
 
@@ -31,6 +31,9 @@ def solve_block_banded(
         diag: (T, n, n) blocks H[t, t]; off1: (T-1, n, n) blocks H[t, t+1]; off2: (T-2, n, n) blocks H[t, t+2]
             (the lower blocks are their transposes).
         rhs: (T, n).
+        coupled: (n,) bool, the unknowns the off-diagonal blocks may touch, when the caller knows them; off1
+            and off2 are then the blocks of those unknowns alone, (T-1, c, c) and (T-2, c, c). Else they are
+            found from the blocks' nonzeros.
 
     Returns:
         (T, n) solution, or None when the matrix is not positive definite. Memory and time grow linearly with
@@ -39,11 +42,16 @@ def solve_block_banded(
         (Schur complement, batched Cholesky); the coupled rest is solved by banded Cholesky.
     """
     t, n = rhs.shape
-    coupled = torch.zeros(n, dtype=torch.bool, device=rhs.device)
-    for off in (off1, off2):
-        if off.numel():
-            touched = (off != 0).any(0)  # (n, n): entries nonzero in some frame
-            coupled |= touched.any(0) | touched.any(1)
+    if coupled is not None:
+        coupled = coupled.to(rhs.device)
+    else:
+        coupled = torch.zeros(n, dtype=torch.bool, device=rhs.device)
+        for off in (off1, off2):
+            if off.numel():
+                touched = (off != 0).any(0)  # (n, n): entries nonzero in some frame
+                coupled |= touched.any(0) | touched.any(1)
+        tied = torch.nonzero(coupled)[:, 0]
+        off1, off2 = off1[:, tied][:, :, tied], off2[:, tied][:, :, tied]
     if bool(coupled.all()):
         return _banded_cholesky(diag, off1, off2, rhs)
     free, tied = torch.nonzero(~coupled)[:, 0], torch.nonzero(coupled)[:, 0]
@@ -56,7 +64,7 @@ def solve_block_banded(
     if len(tied):
         schur = diag[:, tied][:, :, tied] - h_ft.transpose(1, 2) @ y[..., :-1]
         reduced = rhs[:, tied] - (h_ft.transpose(1, 2) @ y[..., -1:])[..., 0]
-        x_tied = _banded_cholesky(schur, off1[:, tied][:, :, tied], off2[:, tied][:, :, tied], reduced)
+        x_tied = _banded_cholesky(schur, off1, off2, reduced)
         if x_tied is None:
             return None
         out[:, tied] = x_tied

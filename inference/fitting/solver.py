@@ -7,43 +7,26 @@ In these coordinates the joint limits are a box, kept as hard constraints (proje
 (shape beta and the palm's rest-joint offsets, ``identity.py``) is shared by the track and updated together
 with the poses in the joint steps.
 
-Jacobians of the hand model are finite differences (float64) from one batched forward pass. Joints at the
-same depth of different fingers move disjoint keypoints, so one probe perturbs all five at once: 3 root +
-9 finger probes give all 48 pose columns. This keeps the solver independent of how the hand model is
-implemented (built-in or MANO, CPU or CUDA). MANO's pose correctives let a joint nudge other fingers'
-tips slightly; the Jacobian ignores that, which only slows convergence (the residuals are exact).
+Jacobians of the hand model's keypoints with respect to pose and identity are closed-form, from one
+articulation of the frames (``handmodel.jacobians``: the same for the built-in model and MANO, CPU or CUDA);
+finite differences needed a forward pass per probe (10 for the pose, 28 for the identity), most of a fit's time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ...core.keypoints import KEYPOINT_FINGER, MANO_TO_KEYPOINTS, NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
-from ..handmodel.model import rodrigues
+from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from ..handmodel.jacobians import keypoint_jacobians
+from ..handmodel.model import small_matmul
 from . import priors, state
 from .identity import IdentityLayout
 from .linalg import solve_block_banded, spd_solve, wrap_rotvec
 from .state import NUM_PARAMS, NUM_POSE
 
 MAX_BETA = 3.0  # shape coefficients are population standard deviations: keep the hand plausible
-_EPS = state.EPS
-
-# Which finite-difference probe supplies each (keypoint, pose column): probes 0-2 the root components,
-# probe 3 + 3 * (level - 1) + c local component c of the joints at depth ``level`` of all five fingers.
-_JOINT_KP = MANO_TO_KEYPOINTS.argsort()[:NUM_JOINTS]
-_LEVEL = np.array([0] + [1, 2, 3] * 5)
-_PROBE = np.full((NUM_KEYPOINTS, NUM_POSE), -1)
-for _j in range(NUM_JOINTS):
-    for _c in range(3):
-        if _j == 0:
-            _PROBE[:, _c] = _c
-        else:
-            _finger = KEYPOINT_FINGER[_JOINT_KP[_j]]
-            _PROBE[KEYPOINT_FINGER == _finger, 3 * _j + _c] = 3 + 3 * (_LEVEL[_j] - 1) + _c
-_NUM_PROBES = 12
 
 
 @dataclass
@@ -85,11 +68,12 @@ class HandSolver:
         dev, dt = theta.device, theta.dtype
         t = theta.shape[0]
         self.frames = torch.as_tensor(model.joint_frames, dtype=dt, device=dev)[1:]  # (15, 3, 3)
+        self.pose_frames = torch.cat([torch.eye(3, dtype=dt, device=dev)[None], self.frames])  # root: camera axes
         limits = torch.as_tensor(model.joint_limits, dtype=dt, device=dev)[1:]
         inf = torch.full((3,), float("inf"), dtype=dt, device=dev)
         self.lower = torch.cat([-inf, limits[..., 0].reshape(-1), -inf])
         self.upper = torch.cat([inf, limits[..., 1].reshape(-1), inf])
-        local = torch.einsum("jab,tja->tjb", self.frames, theta[:, 1:])
+        local = small_matmul(theta[:, 1:, None], self.frames)[:, :, 0]  # F_j^T theta_j
         self.x = torch.cat([theta[:, 0], local.reshape(t, -1), init["wrist"]], -1)
         self.x = torch.maximum(torch.minimum(self.x, self.upper), self.lower)
         self.layout = IdentityLayout(MAX_BETA, weights.max_joint_offset_m)
@@ -105,16 +89,6 @@ class HandSolver:
         shape_weight = weights.w_shape * max(float(data["valid"].sum()), 1.0) ** 0.5
         self.ident_prior = self.layout.prior_diag(shape_weight, weights.w_joint_offset, weights.hand_scale_m, theta)
         self.ident_bound = self.layout.bound(theta)
-        self.probe = torch.as_tensor(_PROBE, device=dev)
-        self.kp_index = torch.arange(NUM_KEYPOINTS, device=dev)[:, None].expand(NUM_KEYPOINTS, NUM_POSE)
-        # finite-difference perturbations of theta for the 12 probes, (12, 16, 3)
-        delta = torch.zeros(_NUM_PROBES, NUM_JOINTS, 3, dtype=dt, device=dev)
-        delta[[0, 1, 2], 0, [0, 1, 2]] = _EPS
-        for lv in (1, 2, 3):
-            joints = np.flatnonzero(_LEVEL == lv)
-            for c in range(3):
-                delta[3 + 3 * (lv - 1) + c, joints] = _EPS * self.frames[joints - 1, :, c]
-        self.delta = delta
         # pose prior: diagonal in joint-frame coordinates
         self.pose_diag = torch.zeros(NUM_PARAMS, dtype=dt, device=dev)
         self.pose_diag[3:NUM_POSE] = (
@@ -127,7 +101,7 @@ class HandSolver:
     def theta_of(self, x: torch.Tensor) -> torch.Tensor:
         """Model axis-angle (N, 16, 3) of states x (N, 51)."""
         local = x[:, 3:NUM_POSE].reshape(-1, NUM_JOINTS - 1, 3)
-        return torch.cat([x[:, None, :3], torch.einsum("jab,njb->nja", self.frames, local)], 1)
+        return torch.cat([x[:, None, :3], small_matmul(self.frames, local[..., None])[..., 0]], 1)
 
     @property
     def theta(self) -> torch.Tensor:
@@ -152,29 +126,21 @@ class HandSolver:
         # with zero translation the posed wrist sits at the rest wrist J0 (beta and offset), the pivot of the root
         return out.keypoints - out.joints[:, :1]
 
-    def pose_jacobian(self, theta: torch.Tensor, fingers: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Wrist-relative keypoints P (T, 21, 3) and dP / d x[:48] (T, 21, 3, 48) by batched finite differences
-        (finger columns zero when ``fingers`` is False).
-
-        The global orientation acts on the whole hand about the wrist, P = R0 Q, so its columns come from
-        differentiating R0 alone; the 9 finger probes go through the model."""
+    def jacobians(self, theta: torch.Tensor, with_ident: bool = False):
+        """Wrist-relative keypoints P (T, 21, 3), dP / d x[:48] (T, 21, 3, 48) and, with_ident, dP / d identity
+        (T, 21, 3, S) (else None) at poses theta (T, 16, 3), in closed form (``handmodel.jacobians``)."""
         t = theta.shape[0]
-        probes = torch.cat([theta[:, None], theta[:, None] + self.delta[3:]], 1) if fingers else theta[:, None]
-        pts = self.points(probes.reshape(-1, NUM_JOINTS, 3), self.ident_rows(t * probes.shape[1])).reshape(
-            t, -1, NUM_KEYPOINTS, 3
-        )
-        base = pts[:, 0]
-        rot = rodrigues(theta[:, 0])
-        eye = torch.eye(3, dtype=theta.dtype, device=theta.device)
-        q = base @ rot  # rows: R0^T p
-        root = [q @ ((rodrigues(theta[:, 0] + _EPS * e) - rot) / _EPS).transpose(1, 2) for e in eye]
-        if fingers:
-            diff = torch.cat([torch.stack(root, 1), (pts[:, 1:] - base[:, None]) / _EPS], 1)  # (T, 12, 21, 3)
-            jac = diff[:, self.probe.clamp(min=0), self.kp_index] * (self.probe >= 0)[None, :, :, None]
-            return base, jac.transpose(2, 3)
-        jac = base.new_zeros(t, NUM_KEYPOINTS, 3, NUM_POSE)
-        jac[..., :3] = torch.stack(root, -1)
-        return base, jac
+        beta, offsets = self.layout.split(self.ident_rows(t))
+        # the state's pose coordinates: the root's axis-angle, the fingers' in their joint frames
+        jac = keypoint_jacobians(self.model, theta, beta, offsets, frames=self.pose_frames, with_rest=with_ident)
+        jp = jac.d_pose
+        if not with_ident:
+            return jac.points, jp, None
+        jb = jac.d_beta
+        if self.layout.num_offsets:
+            at = jac.d_rest[..., list(self.layout.joints), :]
+            jb = torch.cat([jb, at.reshape(t, NUM_KEYPOINTS, 3, -1)], -1)
+        return jac.points, jp, jb
 
     # -- costs -------------------------------------------------------------------------------------
     def data_residuals(self, p: torch.Tensor, wrist: torch.Tensor, idx=slice(None)):
@@ -252,63 +218,57 @@ class HandSolver:
         """Linearised data terms of all frames at states x, for the active columns (bool (51,)).
 
         Returns per-frame cost (T,), Hessian (T, n, n), gradient (T, n), and with_ident the coupling
-        (T, n, S), identity Hessian (S, S) and gradient (S,) summed over frames (else None)."""
+        (T, n, S), identity Hessian (S, S) and gradient (S,) summed over frames (else None).
+
+        The gradient is sum_i J_i^T e_i over keypoints i, with J_i the keypoint's 3D Jacobian and e_i its 2D
+        and (centred) 3D residual pulls, in double precision. The Gauss-Newton matrix only shapes the step:
+        it is built from the square-root-weighted rows in single precision (double with the identity, whose
+        Schur complement subtracts large terms), by blocks, without materialising a (T, 105, 51) Jacobian."""
         t = x.shape[0]
         cols = torch.nonzero(active)[:, 0]
-        theta = self.theta_of(x)
-        p, jp = self.pose_jacobian(theta, fingers=bool(active[3:NUM_POSE].any()))
+        p, jp, jb = self.jacobians(self.theta_of(x), with_ident)
         r2, dproj, r3 = self.data_residuals(p, self.wrist(x))
         data_cost, w2, w3 = self.data_weights(r2, r3)
-        inv_m = self.d["inv_m"][:, None, None, None]
-        # rows: 42 for 2D, 63 for 3D; a 3D term of weight 0 (the polish without its depth prior) gets none
+        wj = self._wrist_jac(x)  # (T, 3, 3)
+        # 3D rows: (P_i - mean P) scaled by 1 / hand size (and the polish's mask); a term of weight 0 (the
+        # polish without its depth prior) gets no rows
         with_3d = with_ident or bool(w3.any())
-        jac = x.new_zeros(t, (5 if with_3d else 2) * NUM_KEYPOINTS, NUM_PARAMS)
-        j2 = jac[:, : 2 * NUM_KEYPOINTS].view(t, NUM_KEYPOINTS, 2, NUM_PARAMS)
-        for c in range(3):  # (2 x 3) @ (3 x 48) per keypoint, written out (faster than tiny batched products)
-            j2[..., :NUM_POSE] += dproj[..., c, None] * jp[..., c, None, :]
-        j2[..., NUM_POSE:] = dproj @ self._wrist_jac(x)[:, None]
-        if with_3d:  # the centred 3D term does not see the wrist position
-            jc = (jp - jp.mean(1, keepdim=True)) * inv_m
-            if self.polish_ref is not None:
-                jc = jc * self.polish_mask[..., None]
-            jac[:, 2 * NUM_KEYPOINTS :, :NUM_POSE] = jc.reshape(t, -1, NUM_POSE)
-        if len(cols) < NUM_PARAMS:
-            jac = jac[..., cols]
-        wts, res = w2.repeat_interleave(2, 1), r2.reshape(t, -1)
+        scale3 = self.d["inv_m"][:, None, None].expand(t, NUM_KEYPOINTS, 3)
+        if self.polish_ref is not None:
+            scale3 = scale3 * self.polish_mask
+        e2 = (dproj * (w2[..., None] * r2)[..., None]).sum(-2)  # (T, 21, 3): dproj^T W r of the 2D term
+        c3 = w3[..., None] * scale3 * r3
+        e = e2 + (c3 - c3.mean(1, keepdim=True))  # the centring moves to the residual side
+        grad_pose = (e.reshape(t, 1, -1) @ jp.reshape(t, -1, NUM_POSE))[:, 0]
+        grad = torch.cat([grad_pose, (e2.sum(1)[:, None] @ wj)[:, 0]], -1)
+        dt = x.dtype if with_ident else torch.float32
+        s2 = (w2.sqrt()[..., None, None] * dproj).to(dt)  # (T, 21, 2, 3)
+        jpd = jp.to(dt)
+        a2 = small_matmul(s2, jpd).reshape(t, -1, NUM_POSE)
+        a2w = small_matmul(s2, wj.to(dt)[:, None]).reshape(t, -1, 3)
+        a3 = None
         if with_3d:
-            wts = torch.cat([wts, w3.repeat_interleave(3, 1)], 1)
-            res = torch.cat([res, r3.reshape(t, -1)], 1)
-        wjac = jac * wts[..., None]
-        # the Gauss-Newton matrix only shapes the step: single precision halves its cost (gradients stay double)
-        hess = (wjac.float().transpose(1, 2) @ jac.float()).to(jac.dtype)
-        grad = ((wts * res)[:, None] @ jac)[:, 0]
+            s3 = (w3.sqrt()[..., None] * scale3).to(dt)[..., None]
+            a3 = (s3 * (jpd - jpd.mean(1, keepdim=True))).reshape(t, -1, NUM_POSE)
+        h_pp = _gram(a2, a2, a3, a3)
+        h_pw = a2.float().transpose(1, 2) @ a2w.float()
+        h_ww = a2w.float().transpose(1, 2) @ a2w.float()
+        hess = torch.cat([torch.cat([h_pp, h_pw], 2), torch.cat([h_pw.transpose(1, 2), h_ww], 2)], 1).to(x.dtype)
+        if len(cols) < NUM_PARAMS:
+            hess, grad = hess[:, cols][:, :, cols], grad[:, cols]
         if not with_ident:
             return data_cost, hess, grad, None, None, None
-        jb = self.ident_jacobian(theta, p)  # (T, 21, 3, S)
-        jb3 = (jb - jb.mean(1, keepdim=True)) * inv_m
-        if self.polish_ref is not None:
-            jb3 = jb3 * self.polish_mask[..., None]
-        n_id = self.layout.size
-        jbeta = torch.cat([(dproj @ jb).reshape(t, -1, n_id), jb3.reshape(t, -1, n_id)], 1)
-        coupling = wjac.transpose(1, 2) @ jbeta
-        wjb = jbeta * wts[..., None]
-        hess_b = (wjb.transpose(1, 2) @ jbeta).sum(0)
-        grad_b = ((wts * res)[:, None] @ jbeta)[:, 0].sum(0)
-        return data_cost, hess, grad, coupling, hess_b, grad_b
-
-    def ident_jacobian(self, theta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-        """dP / d identity (T, 21, 3, S) of the wrist-relative keypoints ``base`` (T, 21, 3) by finite
-        differences (offsets in metres take the same step as beta: both are O(1e-2..1))."""
-        t, n = theta.shape[0], self.layout.size
-        eye = torch.eye(n, dtype=theta.dtype, device=theta.device)
-        idents = (self.ident + _EPS * eye)[None].expand(t, -1, -1).reshape(-1, n)
-        thetas = theta[:, None].expand(t, n, NUM_JOINTS, 3).reshape(-1, NUM_JOINTS, 3)
-        pts = self.points(thetas, idents).reshape(t, n, NUM_KEYPOINTS, 3)
-        return ((pts - base[:, None]) / _EPS).permute(0, 2, 3, 1)
+        b2 = small_matmul(s2, jb).reshape(t, 2 * NUM_KEYPOINTS, -1)
+        b3 = (s3 * (jb - jb.mean(1, keepdim=True))).reshape(t, 3 * NUM_KEYPOINTS, -1)
+        coupling = torch.cat([a2.transpose(1, 2) @ b2 + a3.transpose(1, 2) @ b3, a2w.transpose(1, 2) @ b2], 1)
+        hess_b = (b2.transpose(1, 2) @ b2 + b3.transpose(1, 2) @ b3).sum(0)
+        grad_b = (e.reshape(t, 1, -1) @ jb.reshape(t, 3 * NUM_KEYPOINTS, -1)).sum((0, 1))
+        return data_cost, hess, grad, coupling[:, cols], hess_b, grad_b
 
     def _frame_system(self, x, cols, data_hess, data_grad, lam, idx=None):
         """Data + prior Gauss-Newton system of frames ``idx`` (all when None; data_hess / data_grad / lam of
-        all frames), limits held, damped: (hess, grad, free mask, prior cost), each of frames ``idx``."""
+        all frames), limits held, damped by lam (None: undamped, for ``_damped``): (hess, grad, free mask,
+        prior cost), each of frames ``idx``."""
         pc, pg, pdiag, root_h, wrist_h, _ = self.prior_terms(x)
         if idx is not None:
             x, lam, data_hess, data_grad = x[idx], lam[idx], data_hess[idx], data_grad[idx]
@@ -332,9 +292,15 @@ class HandSolver:
         if bool(held.any()):
             hess.mul_(free[:, :, None]).mul_(free[:, None, :])
             hess.diagonal(dim1=1, dim2=2).add_(1 - free)
+        return (hess if lam is None else self._damped(hess, lam)), grad, free, pc
+
+    @staticmethod
+    def _damped(hess: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Levenberg-Marquardt damping (T,) of Hessians (T, n, n), on a copy: retries of a step only change it."""
+        hess = hess.clone()
         diag = hess.diagonal(dim1=1, dim2=2)
         diag.add_(lam[:, None] * (diag + 1e-6 * diag.mean(1, keepdim=True)))
-        return hess, grad, free, pc
+        return hess
 
     def _apply(self, x: torch.Tensor, cols: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
         """States x (N, 51) moved by step (N, n) in the columns cols, clipped into the limits."""
@@ -355,9 +321,10 @@ class HandSolver:
         hess_b = hess_b + torch.diag(self.ident_prior)
         grad_b = grad_b + self.ident_prior * self.ident
         before = self.total_cost()
+        undamped, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, None)
+        cpl = coupling * free[..., None]
         for _ in range(4):
-            hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, self.lam)
-            cpl = coupling * free[..., None]
+            hess = self._damped(undamped, self.lam)
             chol, info = torch.linalg.cholesky_ex(hess)
             if not bool((info == 0).all()):
                 self.lam = self.lam * 5
@@ -397,12 +364,14 @@ class HandSolver:
         off1, off2 = state.temporal_blocks(x, self.w)
         if before is None:
             before = self.total_cost()
+        undamped, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, None)
+        tied = state.coupled_columns(self.w).to(x.device)
+        ft = free[:, tied]  # only the coupled columns' blocks enter the banded solve
+        coupled1 = off1[:, tied][:, :, tied] * ft[:-1, :, None] * ft[1:, None, :]
+        coupled2 = off2[:, tied][:, :, tied] * ft[:-2, :, None] * ft[2:, None, :]
         for _ in range(4):
-            lam = torch.full_like(self.lam, self.lam_track)
-            hess, grad, free, _ = self._frame_system(x, cols, data_hess, data_grad, lam)
-            coupled1 = off1 * free[:-1, :, None] * free[1:, None, :]
-            coupled2 = off2 * free[:-2, :, None] * free[2:, None, :]
-            step = solve_block_banded(hess, coupled1, coupled2, -grad)
+            hess = self._damped(undamped, torch.full_like(self.lam, self.lam_track))
+            step = solve_block_banded(hess, coupled1, coupled2, -grad, tied)
             if step is not None:
                 old = self.x
                 self.x = self._apply(x, cols, step * free)
@@ -495,3 +464,11 @@ class HandSolver:
         r2, _, r3 = self.data_residuals(p, self.wrist(self.x))
         data = self.data_weights(r2, r3)[0].sum()
         return float(data + self.prior_terms(self.x)[5]) + float((self.ident_prior * self.ident) @ self.ident)
+
+
+def _gram(a2: torch.Tensor, b2: torch.Tensor, a3: torch.Tensor | None, b3: torch.Tensor | None) -> torch.Tensor:
+    """a2^T b2 (+ a3^T b3) in single precision: the rows of the 2D (and 3D) terms."""
+    out = a2.float().transpose(1, 2) @ b2.float()
+    if a3 is not None:
+        out = out + a3.float().transpose(1, 2) @ b3.float()
+    return out

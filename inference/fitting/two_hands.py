@@ -84,7 +84,7 @@ def couple_sizes(solvers) -> list[float]:
     for s, p, size in zip(solvers, rest, sizes, strict=True):
         a = target / size
         zero = torch.zeros(1, NUM_JOINTS, 3, dtype=p.dtype, device=p.device)
-        jac = s.ident_jacobian(zero, p[None])[0, ..., :NUM_BETAS].reshape(-1, NUM_BETAS)  # (63, 10)
+        jac = s.jacobians(zero, with_ident=True)[2][0, ..., :NUM_BETAS].reshape(-1, NUM_BETAS)  # (63, 10)
         want = ((a - 1.0) * p).reshape(-1)
         lhs = jac.T @ jac + 1e-9 * torch.eye(NUM_BETAS, dtype=p.dtype, device=p.device)
         d_beta = torch.linalg.solve(lhs, jac.T @ want)

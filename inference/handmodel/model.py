@@ -38,6 +38,35 @@ class HandOutput:
     rest_joints: torch.Tensor
 
 
+@dataclass
+class Articulation:
+    """The posed kinematic chain of a batch of B hands, before translation (metres, template axes).
+
+    Attributes:
+        rot: (B, 16, 3, 3) each joint's rotation relative to its parent (rodrigues of theta).
+        rot_g: (B, 16, 3, 3) global rotations; pos_g: (B, 16, 3) posed joints (the root at rest[:, 0]).
+        rest: (B, 16, 3) rest joints J(beta) + joint offsets.
+        tips_rest: (B, 5, 3) fingertip vertices before skinning (shape and pose correctives applied).
+        beta: (B, 10) the shapes they were built from.
+    """
+
+    rot: torch.Tensor
+    rot_g: torch.Tensor
+    pos_g: torch.Tensor
+    rest: torch.Tensor
+    tips_rest: torch.Tensor
+    beta: torch.Tensor
+
+
+def small_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b (broadcast batches) for a small inner dimension, as a sum of broadcast products: torch's CPU
+    kernels for batches of tiny matrix products are several times slower than this."""
+    out = a[..., :, 0, None] * b[..., 0, None, :]
+    for k in range(1, a.shape[-1]):
+        out = out + a[..., :, k, None] * b[..., k, None, :]
+    return out
+
+
 def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
     """(..., 3) axis-angle -> (..., 3, 3) rotation matrices; exact, with finite gradients at zero."""
     t2 = (rotvec * rotvec).sum(-1)
@@ -168,6 +197,26 @@ class HandModel(nn.Module):
         trans_b = torch.einsum("vj,bjk->bvk", weights, trans)
         return (rot_b @ points.unsqueeze(-1)).squeeze(-1) + trans_b
 
+    def articulate(self, theta, beta=None, joint_offsets=None) -> Articulation:
+        """The kinematic chain of ``forward`` without translation or skinning (arguments as there): what the
+        analytic Jacobians (``jacobians.py``) differentiate."""
+        theta, beta, _ = self._inputs(theta, beta, None)
+        rest = self.rest_joints(beta)
+        if joint_offsets is not None:
+            rest = rest + torch.as_tensor(joint_offsets, device=rest.device, dtype=rest.dtype)
+        rot = rodrigues(theta)
+        rot_g, pos_g = self._kinematics(rot, rest)
+        tips = self.tip_template + torch.einsum("vkb,nb->nvk", self.tip_shapedirs, beta)
+        if self.has_posedirs:
+            tips = tips + (self.pose_features(rot) @ self.tip_posedirs).reshape(theta.shape[0], -1, 3)
+        return Articulation(rot, rot_g, pos_g, rest, tips, beta)
+
+    @staticmethod
+    def pose_features(rot: torch.Tensor) -> torch.Tensor:
+        """MANO's pose-corrective features (B, 135): the 15 finger rotations minus the identity, flattened."""
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        return (rot[:, 1:] - eye).reshape(rot.shape[0], -1)
+
     def forward(self, theta, beta=None, transl=None, with_vertices: bool = True, joint_offsets=None) -> HandOutput:
         """Pose the hand.
 
@@ -181,25 +230,15 @@ class HandModel(nn.Module):
         """
         theta, beta, transl = self._inputs(theta, beta, transl)
         n = theta.shape[0]
-        rest = self.rest_joints(beta)
-        if joint_offsets is not None:
-            rest = rest + torch.as_tensor(joint_offsets, device=rest.device, dtype=rest.dtype)
-        rot = rodrigues(theta)
-        rot_g, pos_g = self._kinematics(rot, rest)
-        feat = None
-        if self.has_posedirs:
-            eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
-            feat = (rot[:, 1:] - eye).reshape(n, -1)
-        tips = self.tip_template + torch.einsum("vkb,nb->nvk", self.tip_shapedirs, beta)
-        if feat is not None:
-            tips = tips + (feat @ self.tip_posedirs).reshape(n, -1, 3)
-        tips = self._skin(tips, self.tip_weights, rot_g, pos_g, rest) + transl[:, None]
+        art = self.articulate(theta, beta, joint_offsets)
+        rot_g, pos_g, rest = art.rot_g, art.pos_g, art.rest
+        tips = self._skin(art.tips_rest, self.tip_weights, rot_g, pos_g, rest) + transl[:, None]
         joints = pos_g + transl[:, None]
         verts = None
         if with_vertices:
             verts = self.v_template + torch.einsum("vkb,nb->nvk", self.shapedirs, beta)
-            if feat is not None:
-                verts = verts + (feat @ self.posedirs).reshape(n, -1, 3)
+            if self.has_posedirs:
+                verts = verts + (self.pose_features(art.rot) @ self.posedirs).reshape(n, -1, 3)
             verts = self._skin(verts, self.weights, rot_g, pos_g, rest) + transl[:, None]
         keypoints = torch.cat([joints, tips], dim=1)[:, self._kp_index.to(joints.device)]
         return HandOutput(vertices=verts, joints=joints, keypoints=keypoints, rest_joints=rest)
