@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..core.request import MAX_HANDS
 from . import CliError, add_fit_argument, fit_options_from_args
 
 
@@ -59,7 +60,14 @@ def add_parser(subparsers, name: str, help_text: str):
     cam = p.add_mutually_exclusive_group()
     cam.add_argument("--focal-px", type=float, metavar="F", help="camera focal length in pixels")
     cam.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view in degrees")
-    p.add_argument("--hands", type=int, choices=(1, 2), default=2, help="keypoint files: most hands to fit")
+    p.add_argument(
+        "--hands",
+        type=int,
+        choices=range(1, MAX_HANDS + 1),
+        default=2,
+        metavar="N",
+        help=f"most hand tracks to keep, 1..{MAX_HANDS} (default 2; more for several people's hands)",
+    )
     p.add_argument(
         "--mirrored",
         action="store_true",

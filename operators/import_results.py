@@ -19,6 +19,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..builders.importer import CaptureImportError, ImportOptions, ImportResult, import_capture
 from ..builders.smooth import smooth_new_hands
+from ..core.request import MAX_HANDS
 from .settings import get_prefs
 from .worker import CaptureJob, WorkerError
 
@@ -136,7 +137,9 @@ class HANDCAP_OT_import_results(bpy.types.Operator, ImportHelper):
     mirrored: BoolProperty(
         name="Mirrored Footage", default=False, description="Keypoint files: the footage is a mirrored selfie view"
     )
-    hands: IntProperty(name="Hands", description="Keypoint files: most hands to fit", default=2, min=1, max=2)
+    hands: IntProperty(
+        name="Hands", description="Most hand tracks to keep (more for several people)", default=2, min=1, max=MAX_HANDS
+    )
     smooth: BoolProperty(name="Smooth", description="Default smoothing of the new hands (raw keys kept)", default=True)
     use_scene_start: BoolProperty(
         name="Start at Scene Start", default=True, description="Put source frame 0 on the scene's start frame"

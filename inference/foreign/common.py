@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.capture import CameraIntrinsics, Capture
+from ...core.request import MAX_HANDS
 
 #: What to set when MANO's own arrays (PCA components, the mean pose) are needed but absent.
 MANO_HINT = "pass --mano-dir DIR (command line) or set Preferences > HandCap > MANO Folder (Blender)"
@@ -58,7 +59,8 @@ class ForeignOptions:
         image_size: (width, height) pixels where the file does not say.
         fps: frame rate where the file does not say (None: 30 for a clip, with a warning).
         focal_px / fov_deg: camera override (else the file's, else the layout's default).
-        hands: most hands to fit from keypoint files (1 or 2).
+        hands: most hand tracks to keep (1..``MAX_HANDS``; several people's hands: ``association``), the
+            most seen of each side first.
         mirrored: keypoint files: the footage was a mirrored selfie view (MediaPipe's labels then are true).
         device: device of the keypoint fit ("auto", "cpu", "cuda").
         fit: ``inference.fitting.fit.FitOptions`` for keypoint files (None: defaults).
@@ -91,8 +93,8 @@ class ForeignOptions:
             raise ForeignResultsError(f"pose format must be auto, axis_angle, rotmat or pca, got {self.pose_format!r}")
         if self.pose_mean not in ("auto", "flat", "mean"):
             raise ForeignResultsError(f"pose mean must be auto, flat or mean, got {self.pose_mean!r}")
-        if self.hands not in (1, 2):
-            raise ForeignResultsError(f"hands must be 1 or 2, got {self.hands!r}")
+        if isinstance(self.hands, bool) or not isinstance(self.hands, int) or not 1 <= self.hands <= MAX_HANDS:
+            raise ForeignResultsError(f"hands must be a whole number 1..{MAX_HANDS}, got {self.hands!r}")
         if self.focal_px is not None and self.fov_deg is not None:
             raise ForeignResultsError("give only one of the focal length in pixels and the field of view")
         if self.image_size is not None:

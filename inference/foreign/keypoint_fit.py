@@ -7,19 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.capture_checks import key_side
 from .common import ForeignImport, ForeignOptions, ForeignResultsError, clip_fps, intrinsics
 from .keypoint_results import KeypointResults
 
-_TRACK_ID = {"right": 0, "left": 1}
-
 
 def landmark_results(kp: KeypointResults, k: np.ndarray) -> list:
-    """One landmarker ``FrameResult`` per frame, with each side as its own track (labels are kept)."""
+    """One landmarker ``FrameResult`` per frame, with each track of the file as its own landmarker track
+    (its side as labelled)."""
     from ..fitting.ik import ray_rotation
     from ..landmarker import FrameResult, HandObservation
 
     out = [FrameResult(int(f), kp.image_size, []) for f in kp.frames]
-    for side, h in kp.hands.items():
+    for track_id, (key, h) in enumerate(kp.hands.items()):
+        side = key_side(key)
         for row in np.flatnonzero(h.valid):
             if h.world is not None:
                 world = h.world[row]
@@ -30,7 +31,7 @@ def landmark_results(kp: KeypointResults, k: np.ndarray) -> list:
             p_right = 1.0 if side == "right" else 0.0
             out[row].hands.append(
                 HandObservation(
-                    track_id=_TRACK_ID[side],
+                    track_id=track_id,
                     kp2d=h.kp2d[row].astype(np.float64),
                     kp_z=np.zeros(21),
                     world=np.asarray(world, np.float64),

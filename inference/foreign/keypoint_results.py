@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.keypoints import NUM_KEYPOINTS, HandKeypoint
+from .association import HandRecord, link_records
 from .common import ForeignOptions, ForeignResultsError, as_array, image_size_of, load_json
 
 #: MediaPipe's HandLandmark names, lower case, in HandKeypoint order (FreeMoCap's column names).
@@ -53,7 +54,8 @@ class SideKeypoints:
 @dataclass
 class KeypointResults:
     """frames: (T,) source frame indices; image_size: (w, h) pixels; fps: None when the file gives none;
-    hands: side -> SideKeypoints; info: what the reader decided (layout, labels, virtual camera)."""
+    hands: track key ("right", "left", "right_2", ...; ``association``) -> SideKeypoints; info: what the
+    reader decided (layout, labels, virtual camera)."""
 
     frames: np.ndarray
     image_size: tuple[int, int]
@@ -136,11 +138,21 @@ def is_mediapipe_json(obj) -> bool:
 def _collect(entries, t, size, options, path, layout, frames, fps, warnings) -> KeypointResults:
     """entries: (frame row, label, score, (21, 3) normalised landmarks, (21, 3) world or None)."""
     w, h = size
-    acc: dict[str, dict] = {}
-    for row, label, score, lm, world in entries:
+    links = []
+    for row, label, score, lm, _ in entries:
+        px = lm[:, :2] * [w, h]
+        spread = float(np.sqrt(((px - px.mean(0)) ** 2).sum(1).mean()))
+        s = 1.0 if score is None else float(np.clip(score, 0.0, 1.0))
         side = label if options.mirrored else _swap(label)
+        links.append(HandRecord(int(frames[row]), side, px.mean(0), max(spread, 1.0), s))
+    keys, link_warnings = link_records(links, options.hands)
+    warnings += link_warnings
+    acc: dict[str, dict] = {}
+    for (row, _, score, lm, world), key in zip(entries, keys, strict=True):
+        if key is None:
+            continue
         d = acc.setdefault(
-            side,
+            key,
             {
                 "kp2d": np.zeros((t, NUM_KEYPOINTS, 2)),
                 "z": np.zeros((t, NUM_KEYPOINTS)),
@@ -150,10 +162,6 @@ def _collect(entries, t, size, options, path, layout, frames, fps, warnings) -> 
             },
         )
         s = 1.0 if score is None else float(np.clip(score, 0.0, 1.0))
-        if d["valid"][row]:
-            warnings.append(f"frame {frames[row]}: two hands labelled {label}; kept the one with the higher score")
-            if d["score"][row] >= s:
-                continue
         d["kp2d"][row] = lm[:, :2] * [w, h]
         d["z"][row] = lm[:, 2] * w
         d["world"][row] = np.nan if world is None else world
@@ -161,15 +169,15 @@ def _collect(entries, t, size, options, path, layout, frames, fps, warnings) -> 
     if not acc:
         raise ForeignResultsError(f"{path}: no hand in any frame")
     hands = {}
-    for side, d in acc.items():
+    for key, d in acc.items():
         world = d["world"]
         missing = d["valid"] & ~np.isfinite(world).all((1, 2))
         if missing.any():
             world[missing] = pseudo_world(d["kp2d"][missing], d["z"][missing])
             if not np.any(d["z"][missing]):
-                warnings.append(f"{side} hand: 2D landmarks only (no z, no world landmarks): the fit sees a flat hand")
+                warnings.append(f"{key} hand: 2D landmarks only (no z, no world landmarks): the fit sees a flat hand")
         world[~d["valid"]] = 0.0
-        hands[side] = SideKeypoints(d["kp2d"], world, None, d["score"], d["valid"])
+        hands[key] = SideKeypoints(d["kp2d"], world, None, d["score"], d["valid"])
     info = {
         "labels": "as written (mirrored footage)" if options.mirrored else "swapped (MediaPipe assumes a selfie view)"
     }

@@ -48,6 +48,8 @@ ALIASES = {
     "frame_idx": "frame",
     "score": "score",
     "confidence": "score",
+    "track_id": "track_id",  # the tool's own id of the hand over time (links records into tracks)
+    "person_id": "track_id",  # with the side, one person's hand
     "k": "K",
     "camera_matrix": "K",
 }
@@ -201,7 +203,7 @@ def split_columns(columns: dict, path: Path) -> list[dict]:
             for r in records:
                 r[key] = arr.item()
             continue
-        per_record_0d = key in ("box_size", "focal_length", "is_right", "frame", "score", "side")
+        per_record_0d = key in ("box_size", "focal_length", "is_right", "frame", "score", "side", "track_id")
         if arr.ndim == 0 or (key in ("img_size",) and arr.ndim == 1):
             for r in records:
                 r[key] = arr

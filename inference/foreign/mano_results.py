@@ -27,8 +27,10 @@ import numpy as np
 
 from ...core import quat
 from ...core.capture import Capture, HandTrack, project_points
+from ...core.capture_checks import key_side
 from ...core.handmodel import HandModelData, forward, load_builtin, rest_joints
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from .association import HandRecord, link_records, record_track_id
 from .common import (
     MANO_HINT,
     ForeignImport,
@@ -44,6 +46,7 @@ from .layouts import HAMER_CROP, HAMER_FOCAL
 
 MIRROR_ROTVEC = np.array([1.0, -1.0, -1.0])
 PCA_SIZES = (6, 12, 45)
+HAND_SIZE_M = 0.1  # a hand's extent, for its size in pixels when linking records into tracks
 
 
 def rotmat_to_rotvec(r: np.ndarray) -> np.ndarray:
@@ -252,7 +255,9 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
         focal = HAMER_FOCAL / HAMER_CROP * max(size)
     k = intrinsics(size, options, focal, as_array(top["K"], "K", path) if "K" in top else None)
     space = ManoPoseSpace(options)
-    per_side: dict[str, dict[int, tuple]] = {}
+    entries: list[tuple] = []  # (theta, beta, transl, score) per record
+    links: list[HandRecord] = []
+    models: dict[str, HandModelData] = {}
     how: set[str] = set()
     for i, rec in enumerate(records):
         side = _side_of(rec, i, path)
@@ -269,18 +274,29 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
             raise ForeignResultsError(f"{path}: hand record {i}: frame {frame} is negative")
         score = float(np.clip(_scalar(rec.get("score", 1.0), "score", path), 0.0, 1.0))
         how.add(f"{kind}/{relative}/{cam_kind}")
-        old = per_side.setdefault(side, {}).get(frame)
-        if old is not None:
-            warnings.append(f"frame {frame}: two {side} hands; kept the one with the higher score")
-            if old[3] >= score:
-                continue
-        per_side[side][frame] = (theta, beta, t, score)
-    all_frames = sorted({f for d in per_side.values() for f in d})
+        if side not in models:
+            models[side] = load_model(side, options)
+        wrist = rest_joints(models[side], beta)[0] + t  # MANO turns the hand about its rest wrist
+        z = max(float(wrist[2]), 1e-3)
+        centre = k.matrix[:2, :2] @ (wrist[:2] / z) + k.matrix[:2, 2]
+        entries.append((theta, beta, t, score))
+        try:
+            ident = record_track_id(rec)
+        except ValueError as exc:
+            raise ForeignResultsError(f"{path}: hand record {i}: {exc}") from None
+        links.append(HandRecord(frame, side, centre, k.fx * HAND_SIZE_M / z, score, ident))
+    keys, link_warnings = link_records(links, options.hands)
+    warnings += link_warnings
+    all_frames = sorted({r.frame for r, key in zip(links, keys, strict=True) if key is not None})
     frames = np.arange(all_frames[0], all_frames[-1] + 1, dtype=np.int64)
+    by_key: dict[str, dict[int, tuple]] = {}
+    for r, key, entry in zip(links, keys, entries, strict=True):
+        if key is not None:
+            by_key.setdefault(key, {})[r.frame] = entry
     hands = {}
-    for side in ("right", "left"):
-        if side in per_side:
-            hands[side] = _track(side, per_side[side], frames, k, load_model(side, options), warnings, path)
+    for key in sorted(by_key, key=lambda s: (key_side(s) != "right", len(s), s)):  # right, right_2, .., left
+        side = key_side(key)
+        hands[key] = _track(side, by_key[key], frames, k, models[side], warnings, path, key)
     fps = clip_fps(_scalar(top["fps"], "fps", path) if "fps" in top else None, options, len(frames), warnings)
     capture = Capture(
         source=str(path),
@@ -304,7 +320,7 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
     return ForeignImport(capture, layout, warnings)
 
 
-def _track(side, by_frame, frames, k, model, warnings, path) -> tuple[HandTrack, str]:
+def _track(side, by_frame, frames, k, model, warnings, path, key) -> tuple[HandTrack, str]:
     t = len(frames)
     valid = np.isin(frames, list(by_frame))
     rows = np.flatnonzero(valid)
@@ -324,13 +340,13 @@ def _track(side, by_frame, frames, k, model, warnings, path) -> tuple[HandTrack,
         dev = 1000 * np.linalg.norm(own - shared, axis=-1).max()
         if dev > 0.5:
             warnings.append(
-                f"{side} hand: per-frame shapes averaged to one per clip (keypoints move up to {dev:.1f} mm)"
+                f"{key} hand: per-frame shapes averaged to one per clip (keypoints move up to {dev:.1f} mm)"
             )
     theta, transl = hold_fill(theta, valid), hold_fill(transl, valid)
     kp3d = forward(model, theta, beta, transl).keypoints
     if np.any(kp3d[valid][..., 2] <= 1e-3):
         bad = frames[valid][np.any(kp3d[valid][..., 2] <= 1e-3, axis=1)][0]
-        raise ForeignResultsError(f"{path}: the {side} hand is behind the camera in frame {bad} (check the camera)")
+        raise ForeignResultsError(f"{path}: the {key} hand is behind the camera in frame {bad} (check the camera)")
     kp2d = project_points(kp3d, k.matrix)
     track = HandTrack(
         side=side,

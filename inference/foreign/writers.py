@@ -25,8 +25,10 @@ BOX_SIZE_PX = 200.0  # crop size written with weak-perspective cameras (any posi
 
 
 def _records(capture: Capture, mirror_left: bool):
-    """(frame, side, theta (16, 3) in the file's convention, beta, transl) of every valid row."""
-    for side, h in capture.hands.items():
+    """(frame, side, theta (16, 3) in the file's convention, beta, transl) of every valid row (any number of
+    tracks: a file of several people's hands lists each frame's hands with their sides only)."""
+    for h in capture.hands.values():
+        side = h.side
         for row in np.flatnonzero(h.valid):
             theta = h.theta[row].astype(np.float64)
             if side == "left" and mirror_left:
@@ -171,8 +173,8 @@ def _mediapipe_hands(capture: Capture):
 
     k = capture.intrinsics
     w, _ = capture.image_size
-    for side, h in capture.hands.items():
-        label = "Left" if side == "right" else "Right"  # MediaPipe names the mirrored hand
+    for h in capture.hands.values():
+        label = "Left" if h.side == "right" else "Right"  # MediaPipe names the mirrored hand
         for row in np.flatnonzero(h.valid):
             kp = h.kp3d[row].astype(np.float64)
             uv = h.kp2d[row].astype(np.float64)
