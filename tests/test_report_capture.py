@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 
 from handcap.core.capture import CameraIntrinsics, Capture, HandTrack, write_capture
 from handcap.core.handmodel import forward, load_builtin, rest_joints
 from handcap.inference.report import draw
-from handcap.inference.report.capture_report import ReportOptions, build_capture_report, reprojection_errors
+from handcap.inference.report.capture_report import (
+    ReportOptions,
+    build_capture_report,
+    frame_spans,
+    reprojection_errors,
+)
 
 
 def synthetic_capture(tmp_path, t=8, missed=3, bad=5):
@@ -79,3 +86,35 @@ def test_overlay_puts_the_fitted_keypoints_where_the_numbers_say(tmp_path):
     assert len(white)
     d = np.linalg.norm(white[:, ::-1] + 0.5 - wrist, axis=1)
     assert d.min() < 1.5, d.min()
+
+
+def _cyan(panel: np.ndarray) -> np.ndarray:
+    """(N, 2) x, y of the pixels near BRIDGED_COLOR (JPEG: near, not exact)."""
+    p = panel.astype(int)
+    hit = (p[..., 0] < 90) & (p[..., 1] > 200) & (p[..., 2] > 200)
+    return np.argwhere(hit)[:, ::-1]
+
+
+def test_a_bridged_frame_is_drawn_in_cyan_without_observations_and_named_in_the_table(tmp_path):
+    cap = synthetic_capture(tmp_path, t=10, missed=3)
+    track = cap.hands["right"]
+    track.valid[6] = False  # frame 6: a gap the fit bridged from both sides; frame 3: missed, not bridged
+    track.bridged = np.zeros(10, bool)
+    track.bridged[6] = True
+    summary = build_capture_report(cap, tmp_path / "report", ReportOptions(max_frames=10, height=240, mesh=False))
+    entries = {e.frame: e for e in summary.entries}
+    assert entries[6].bridged == {"right"} and entries[3].bridged == frozenset() and entries[0].bridged == frozenset()
+    assert {e.frame for e in summary.entries[:2]} == {3, 6}  # neither observed: both rank first
+    page = summary.index.read_text()
+    assert re.search(r"<tr><td>6</td><td>missed</td><td>bridged</td>", page), page
+    assert re.search(r"<tr><td>3</td><td>missed</td><td>missed</td>", page), page
+    img = cv2.cvtColor(cv2.imread(str(tmp_path / "report" / entries[6].image)), cv2.COLOR_BGR2RGB)
+    wrist = draw.project(track.kp3d[6, 0].astype(float), cap.intrinsics.matrix)
+    fitted = _cyan(img[:, 320:640])
+    assert len(fitted) > 50 and np.linalg.norm(fitted + 0.5 - wrist, axis=1).min() < 1.5
+    assert len(_cyan(img[:, :320])) == 0  # no observed keypoints in a bridged frame
+    seen = cv2.cvtColor(cv2.imread(str(tmp_path / "report" / entries[0].image)), cv2.COLOR_BGR2RGB)
+    assert len(_cyan(seen[:, 320:640])) < 5  # an observed frame keeps the per-finger colours
+    keyed = track.keyed
+    assert frame_spans(cap.frames, ~keyed) == [(2.5, 3.5)]
+    assert frame_spans(cap.frames, keyed & ~track.valid) == [(5.5, 6.5)]

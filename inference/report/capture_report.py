@@ -4,6 +4,11 @@ For each reported frame the composite shows, left to right: the observed 2D keyp
 fitted mesh with the fitted keypoints re-projected over the image, and the fitted 3D skeleton seen from the
 side and from above. Frames are ranked worst-first by ``score``: a missed hand ranks first, then the mean
 reprojection error (px) between observed and fitted keypoints.
+
+A bridged frame (``HandTrack.bridged``: a short gap filled from both sides, keyed by the importer though
+not observed) has no error, so it ranks with the missed ones; its fitted hand is drawn in ``BRIDGED_COLOR``
+with no observed keypoints, the table says "bridged", and the curves shade it apart from the frames where
+the hand is missing (its wrist depth and jitter are drawn: the rig has them).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from ..sources import SourceError, open_source
 from . import draw, plots
 
 MISSED = float("inf")
+BRIDGED_COLOR = (0, 255, 255)  # RGB: cyan, a hue none of the fingers (draw.FINGER_COLORS) or the truth has
 
 
 @dataclass
@@ -35,13 +41,15 @@ class ReportOptions:
 
 @dataclass
 class FrameEntry:
-    """One reported frame. errors_px: side -> mean reprojection error (px) or inf when the hand was missed."""
+    """One reported frame. errors_px: track key -> mean reprojection error (px), inf when the hand was not
+    observed; bridged: the keys whose hand was bridged there (not observed, filled from both sides)."""
 
     frame: int
     image: str
     score: float
     errors_px: dict[str, float]
     confidence: dict[str, float]
+    bridged: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -96,17 +104,21 @@ def composite(image: np.ndarray, capture: Capture, t: int, models: dict[str, Han
     observed, fitted = image, image
     views_side, views_top = [], []
     for side, track in capture.hands.items():
-        if not track.valid[t]:
+        bridged = bool(track.bridged[t]) and not track.valid[t]
+        if not (track.valid[t] or bridged):
             continue
-        observed = draw.draw_keypoints(observed, track.kp2d[t], track.kp_conf[t], min_conf=0.05)
+        color = BRIDGED_COLOR if bridged else None
+        if not bridged:
+            observed = draw.draw_keypoints(observed, track.kp2d[t], track.kp_conf[t], min_conf=0.05)
         if side in models:
             out = forward(models[side], track.theta[t], track.beta, track.transl[t], track.joint_offsets)
             fitted = draw.draw_mesh(fitted, out.vertices[0], models[side].faces, K)
-        fitted = draw.draw_keypoints(fitted, draw.project(track.kp3d[t].astype(np.float64), K))
+        fitted = draw.draw_keypoints(fitted, draw.project(track.kp3d[t].astype(np.float64), K), color=color)
         # Centred on the middle of the hand, not the wrist, so a whole open hand fits the 25 cm view.
         mid = (track.kp3d[t].min(axis=0) + track.kp3d[t].max(axis=0)) / 2
-        views_side.append(draw.skeleton_view(track.kp3d[t], draw.rotation_y(90), label=f"{side}: side", centre=mid))
-        views_top.append(draw.skeleton_view(track.kp3d[t], draw.rotation_x(-90), label=f"{side}: top", centre=mid))
+        name = f"{side} (bridged)" if bridged else side
+        views_side.append(draw.skeleton_view(track.kp3d[t], draw.rotation_y(90), label=f"{name}: side", centre=mid))
+        views_top.append(draw.skeleton_view(track.kp3d[t], draw.rotation_x(-90), label=f"{name}: top", centre=mid))
     blank = draw.skeleton_view(np.zeros((21, 3)), np.eye(3), label="no hand")
     panels = [observed, fitted, *(views_side or [blank]), *(views_top or [blank])]
     return draw.side_by_side(panels, height)
@@ -119,25 +131,34 @@ def _pick(order: np.ndarray, count: int, limit: int) -> np.ndarray:
     return np.unique(np.concatenate([worst, even]))
 
 
+def frame_spans(frames: np.ndarray, mask: np.ndarray) -> list[tuple[float, float]]:
+    """(first - 0.5, last + 0.5) of each run of True in mask (T,), in frame numbers."""
+    out = []
+    for run in np.split(np.arange(len(mask)), np.flatnonzero(np.diff(mask.astype(int))) + 1):
+        if len(run) and mask[run[0]]:
+            out.append((float(frames[run[0]]) - 0.5, float(frames[run[-1]]) + 0.5))
+    return out
+
+
 def video_curves(capture: Capture, out_dir: Path) -> list[str]:
-    """confidence, jitter (mm/frame^2) and wrist depth per frame; missing frames shaded, suspected identity
-    changes (wrist jumps over 8 cm between consecutive frames) marked."""
+    """confidence, jitter (mm/frame^2) and wrist depth per frame; missing frames shaded, bridged ones shaded
+    apart (their depth and jitter drawn), suspected identity changes (wrist jumps over 8 cm between
+    consecutive frames) marked."""
     frames = capture.frames.astype(float)
     conf, jitter, depth = [], [], []
-    spans, marks = [], []
+    spans, bridged, marks = [], [], []
     for i, (side, track) in enumerate(capture.hands.items()):
-        color = plots.PALETTE[i]
-        valid = track.valid
+        color = plots.PALETTE[i % len(plots.PALETTE)]
+        valid, keyed = track.valid, track.keyed
         conf.append(plots.Series(frames, np.where(valid, track.frame_conf, np.nan), side, color))
-        kp = np.where(valid[:, None, None], track.kp3d, np.nan).astype(np.float64)
+        kp = np.where(keyed[:, None, None], track.kp3d, np.nan).astype(np.float64)
         acc = np.full(len(frames), np.nan)
         if len(frames) >= 3:
             acc[1:-1] = np.linalg.norm(kp[2:] - 2 * kp[1:-1] + kp[:-2], axis=-1).mean(axis=-1) * 1000
         jitter.append(plots.Series(frames, acc, side, color))
         depth.append(plots.Series(frames, kp[:, 0, 2], side, color))
-        for run in np.split(np.arange(len(valid)), np.flatnonzero(np.diff(valid.astype(int))) + 1):
-            if len(run) and not valid[run[0]]:
-                spans.append((frames[run[0]] - 0.5, frames[run[-1]] + 0.5))
+        spans += frame_spans(frames, ~keyed)
+        bridged += frame_spans(frames, keyed & ~valid)
         jump = np.linalg.norm(np.diff(kp[:, 0], axis=0), axis=-1)
         marks.extend(frames[1:][jump > 0.08].tolist())
     names = []
@@ -153,6 +174,8 @@ def video_curves(capture: Capture, out_dir: Path) -> list[str]:
             series=series,
             spans=spans,
             span_label="hand missing",
+            soft_spans=bridged,
+            soft_span_label="gap bridged",
             marks=marks,
             mark_label="wrist jump",
         )
@@ -185,6 +208,7 @@ def build_capture_report(capture: Capture, out_dir: Path, options: ReportOptions
                 score=float(score[t]),
                 errors_px={s: float(e[t]) for s, e in errors.items()},
                 confidence={s: float(tr.frame_conf[t]) if tr.valid[t] else 0.0 for s, tr in capture.hands.items()},
+                bridged=frozenset(s for s, tr in capture.hands.items() if tr.bridged[t] and not tr.valid[t]),
             )
         )
     summary.entries.sort(key=lambda e: -e.score)
@@ -194,7 +218,9 @@ def build_capture_report(capture: Capture, out_dir: Path, options: ReportOptions
     return summary
 
 
-def _fmt(v: float) -> str:
+def _fmt(v: float, bridged: bool = False) -> str:
+    if bridged:
+        return "bridged"
     return "missed" if not np.isfinite(v) else f"{v:.2f}"
 
 
@@ -205,7 +231,8 @@ def write_index(summary: ReportSummary, title: str, extra_html: str = "") -> Non
     rows = []
     for e in summary.entries:
         cells = "".join(
-            f"<td>{_fmt(e.errors_px.get(s, np.nan))}</td><td>{e.confidence.get(s, 0.0):.2f}</td>" for s in sides
+            f"<td>{_fmt(e.errors_px.get(s, np.nan), s in e.bridged)}</td><td>{e.confidence.get(s, 0.0):.2f}</td>"
+            for s in sides
         )
         rows.append(
             f'<tr><td>{e.frame}</td><td>{_fmt(e.score)}</td>{cells}<td><a href="{html.escape(e.image)}">'
@@ -216,6 +243,7 @@ def write_index(summary: ReportSummary, title: str, extra_html: str = "") -> Non
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:1em}}td,th{{padding:2px 8px;border-bottom:1px solid #ddd}}</style>
 </head><body><h1>{html.escape(title)}</h1><ul>{notes}</ul>{extra_html}<div>{curves}</div>
-<p>Frames sorted worst first (score: missed hand, then mean reprojection error in px).</p>
+<p>Frames sorted worst first (score: a hand not observed, missed or bridged, then mean reprojection error in
+px). A bridged hand (a short gap filled from both sides, keyed in Blender) is drawn in cyan.</p>
 <table><tr><th>frame</th><th>score</th>{head}<th>overlay</th></tr>{"".join(rows)}</table></body></html>"""
     summary.index.write_text(page, encoding="utf-8")

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+SPAN_SHADE = (235, 235, 235)  # RGB of shaded spans: light grey
+SOFT_SPAN_SHADE = (253, 240, 205)  # the second kind: light amber
 
 
 @dataclass
@@ -22,7 +24,8 @@ class Series:
 
 @dataclass
 class Plot:
-    """A line plot; ``spans`` are shaded x-intervals (e.g. frames where a hand was missing), ``marks`` vertical
+    """A line plot; ``spans`` are shaded x-intervals (e.g. frames where a hand was missing), ``soft_spans`` a
+    second kind shaded lighter (e.g. gaps bridged from both sides), ``marks`` vertical
     lines (e.g. identity changes), each with a label for the legend; ``legend_loc`` "upper right" or
     "lower right"."""
 
@@ -32,6 +35,8 @@ class Plot:
     series: list[Series] = field(default_factory=list)
     spans: list[tuple[float, float]] = field(default_factory=list)
     span_label: str = ""
+    soft_spans: list[tuple[float, float]] = field(default_factory=list)  # a second kind, shaded lighter
+    soft_span_label: str = ""
     marks: list[float] = field(default_factory=list)
     mark_label: str = ""
     ylim: tuple[float, float] | None = None
@@ -72,10 +77,11 @@ def render(plot: Plot, size: tuple[int, int] = (640, 400)) -> np.ndarray:
         v = h - bottom - (np.asarray(y, float) - y0) / (y1 - y0) * (h - top - bottom)
         return u, v
 
-    for a, b in plot.spans:
-        ua, _ = px(a, y0)
-        ub, _ = px(b, y0)
-        cv2.rectangle(img, (int(ua), top), (max(int(ub), int(ua) + 1), h - bottom), (235, 235, 235), -1)
+    for spans, shade in ((plot.spans, SPAN_SHADE), (plot.soft_spans, SOFT_SPAN_SHADE)):
+        for a, b in spans:
+            ua, _ = px(a, y0)
+            ub, _ = px(b, y0)
+            cv2.rectangle(img, (int(ua), top), (max(int(ub), int(ua) + 1), h - bottom), shade, -1)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for t in _nice_ticks(y0, y1):
         _, v = px(x0, t)
@@ -104,6 +110,8 @@ def render(plot: Plot, size: tuple[int, int] = (640, 400)) -> np.ndarray:
         legend.append((s.label, color))
     if plot.spans and plot.span_label:
         legend.append((plot.span_label, (200, 200, 200)))
+    if plot.soft_spans and plot.soft_span_label:
+        legend.append((plot.soft_span_label, (245, 215, 140)))
     if plot.marks and plot.mark_label:
         legend.append((plot.mark_label, (214, 39, 40)))
     # Legend box as wide as its longest label, so long labels are not cut at the border.
