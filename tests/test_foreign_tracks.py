@@ -187,3 +187,27 @@ def test_ids_in_the_file_reach_the_tracks(tmp_path, container):
     frames = {k: set(got.frames[h.valid].tolist()) for k, h in got.hands.items()}
     assert frames["right"] | frames["right_2"] == set(cap.frames[cap.hands["right"].valid].tolist())
     assert {min(frames["right"]), min(frames["right_2"])} == {5, 12}
+
+
+@pytest.mark.blender
+def test_the_operator_builds_one_rig_per_hand_where_its_track_is(hc, tmp_path):
+    """File › Import › Hand Results with Hands 3 on a three-hand WiLoR file: three rigs, each marked with its
+    track, each where its track is (wrist-to-wrist distances of the rigs = the capture's, every frame)."""
+    bpy = hc.bpy
+    cap = three_hands()
+    src = writers.write_mano_results(cap, tmp_path / "wilor.json", layout="wilor")
+    assert bpy.ops.handcap.import_results(filepath=str(src), hands=3, smooth=False) == {"FINISHED"}
+    props = hc.mod("core.rig_props")
+    joints = hc.mod("builders.camera").joints_world
+    arms = {props.TRACK.read(o): o for o in bpy.data.objects if o.type == "ARMATURE"}
+    assert sorted(arms) == ["left", "right", "right_2"]
+    assert {k: props.SIDE.read(o) for k, o in arms.items()} == {"left": "left", "right": "right", "right_2": "right"}
+    seen = cap.hands["right"].valid & cap.hands["right_2"].valid & cap.hands["left"].valid
+    offset = props.FRAME_OFFSET.read(arms["right"])
+    for row in np.flatnonzero(seen):
+        bpy.context.scene.frame_set(int(offset + cap.frames[row]))
+        wrists = {k: joints(o)[0] for k, o in arms.items()}
+        for a, b in (("right", "right_2"), ("right", "left"), ("right_2", "left")):
+            want = np.linalg.norm(cap.hands[a].kp3d[row, 0] - cap.hands[b].kp3d[row, 0])
+            got = np.linalg.norm(wrists[a] - wrists[b])
+            assert abs(got - want) < 1e-4, (row, a, b, got, want)
