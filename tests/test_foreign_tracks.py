@@ -211,3 +211,17 @@ def test_the_operator_builds_one_rig_per_hand_where_its_track_is(hc, tmp_path):
             want = np.linalg.norm(cap.hands[a].kp3d[row, 0] - cap.hands[b].kp3d[row, 0])
             got = np.linalg.norm(wrists[a] - wrists[b])
             assert abs(got - want) < 1e-4, (row, a, b, got, want)
+
+
+def test_a_hand_behind_the_camera_and_a_bad_hand_count_get_clear_messages(tmp_path):
+    cap = three_hands()
+    path = writers.write_mano_results(cap, tmp_path / "take.json")
+    obj = json.loads(path.read_text())
+    rec = next(r for r in obj["hands"] if r["frame"] == 9 and r["side"] == "left")
+    rec["transl"] = [0.0, 0.0, -0.5]
+    path.write_text(json.dumps(obj))
+    with pytest.raises(ForeignResultsError, match=r"take.json: the left hand is behind the camera in frame 9"):
+        read_results(path, ForeignOptions(hands=3))
+    for bad in (0, 11, True, 2.5):
+        with pytest.raises(ForeignResultsError, match=r"hands must be a whole number 1\.\.10"):
+            read_results(path, ForeignOptions(hands=bad))

@@ -277,7 +277,11 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
         if side not in models:
             models[side] = load_model(side, options)
         wrist = rest_joints(models[side], beta)[0] + t  # MANO turns the hand about its rest wrist
-        z = max(float(wrist[2]), 1e-3)
+        z = float(wrist[2])
+        if not z > 1e-3:  # before linking: a hand seen from behind would only make a track of its own
+            raise ForeignResultsError(
+                f"{path}: the {side} hand is behind the camera in frame {frame} (check the camera)"
+            )
         centre = k.matrix[:2, :2] @ (wrist[:2] / z) + k.matrix[:2, 2]
         entries.append((theta, beta, t, score))
         try:
