@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .capture import CameraIntrinsics, Capture, HandTrack
+from .capture_checks import key_side
 from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 
 MESSAGE = "handcap.live"
@@ -36,8 +37,8 @@ class LiveHand:
 @dataclass
 class LiveFrame:
     """frame: camera frame index (0-based since the start); t_read / t_done: seconds (monotonic clock of
-    the worker) when the frame was read and when its pose was ready; hands: side -> LiveHand; camera:
-    fps, image size, intrinsics of the stream."""
+    the worker) when the frame was read and when its pose was ready; hands: track key ("right", "left",
+    "right_2", ...) -> LiveHand; camera: fps, image size, intrinsics of the stream."""
 
     frame: int
     t_read: float
@@ -120,13 +121,13 @@ def record_capture(frames: list[LiveFrame], source: str, rest_joints_of, hand_mo
     w, h = (int(v) for v in first.image_size)
     fx, fy, cx, cy = first.intrinsics
     hands = {}
-    for side in ("right", "left"):
-        rows = [i for i, f in enumerate(frames) if side in f.hands]
-        if not rows:
-            continue
+    keys = sorted({k for f in frames for k in f.hands}, key=lambda k: (key_side(k) != "right", len(k), k))
+    for key in keys:
+        side = key_side(key)
+        rows = [i for i, f in enumerate(frames) if key in f.hands]
         valid = np.zeros(t, bool)
         valid[rows] = True
-        last = frames[rows[-1]].hands[side]
+        last = frames[rows[-1]].hands[key]
         beta = np.asarray(last.beta, np.float64).reshape(NUM_BETAS)
         arr = {
             "theta": np.zeros((t, NUM_JOINTS, 3)),
@@ -137,11 +138,11 @@ def record_capture(frames: list[LiveFrame], source: str, rest_joints_of, hand_mo
         }
         nearest = np.array([min(rows, key=lambda r, i=i: (abs(r - i), r)) for i in range(t)])
         for i in range(t):
-            hd = frames[nearest[i]].hands[side]
+            hd = frames[nearest[i]].hands[key]
             for name in ("theta", "transl", "kp2d", "kp3d"):
                 arr[name][i] = getattr(hd, name)
             arr["conf"][i] = hd.conf if valid[i] else 0.0
-        hands[side] = HandTrack(
+        hands[key] = HandTrack(
             side=side,
             theta=arr["theta"].astype(np.float32),
             beta=beta.astype(np.float32),

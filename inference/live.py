@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from ..core.live_record import LiveFrame
+from ..core.request import MAX_HANDS
 from .live_stages import LiveOptions, LiveSession, OneEuro, run
 
 
@@ -27,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m handcap.inference.live", description=__doc__.split("\n")[0])
     p.add_argument("source", help="camera index (0) or stream/video path")
     p.add_argument("--virtual", action="store_true", help="play a video file at its own frame rate")
-    p.add_argument("--hands", type=int, choices=(1, 2), default=2)
+    p.add_argument("--hands", type=int, choices=range(1, MAX_HANDS + 1), default=2, metavar="N")
     p.add_argument("--model", choices=("builtin", "mano"), default="builtin")
     p.add_argument("--mano-dir")
     p.add_argument("--fov", type=float)

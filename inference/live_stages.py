@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..core import quat
+from ..core.capture import track_key
+from ..core.capture_checks import key_side
 from ..core.handmodel import forward, rest_joints
 from ..core.keypoints import NUM_BETAS, NUM_JOINTS, mano_to_keypoints
 from ..core.live_record import LiveFrame, LiveHand
@@ -28,7 +30,8 @@ from ..core.live_record import LiveFrame, LiveHand
 
 @dataclass
 class LiveOptions:
-    """hands: most hands (1, 2); model / mano_dir: the hand model; fov_deg: camera (None: default 55 deg);
+    """hands: most hands (1..``core.request.MAX_HANDS``; up to 2 they are one person's, a misread side
+    flipped, more get keys "right_2", ...); model / mano_dir: the hand model; fov_deg: camera (None: default 55 deg);
     min_cutoff (Hz), beta, d_cutoff (Hz): the One-Euro filter of rotations and translation (min_cutoff
     inf = no smoothing); calibrate_frames: frames whose shape estimates are averaged, then frozen; threads:
     torch threads of the landmark process (``live_pipeline``; 1: see there)."""
@@ -164,7 +167,7 @@ class LandmarkStage:
 
 
 class PoseStage:
-    """Tracked hands -> ``LiveHand`` per side (numpy only): the side given to each track id, each side's
+    """Tracked hands -> ``LiveHand`` per track key (numpy only): the key given to each track id, each key's
     shape calibration, the fit's analytic start and the One-Euro filters."""
 
     def __init__(self, size: tuple[int, int], fps: float, options: LiveOptions | None = None):
@@ -174,26 +177,48 @@ class PoseStage:
         self.options = options or LiveOptions()
         self.size, self.fps = (int(size[0]), int(size[1])), float(fps)
         self.k = intrinsics_from_options(*self.size, fov_deg=self.options.fov_deg)
-        self.hands = {s: _HandState(_model_data(self.options, s), self.options) for s in ("right", "left")}
+        self.hands: dict[str, _HandState] = {}  # track key ("right", "left", "right_2", ...) -> its state
+        self.right_data = _model_data(self.options, "right")
         self.mirror_left = self.options.model == "builtin"  # built-in left = right mirrored: one IK call
-        self.side_of_track: dict[int, str] = {}
+        self.key_of_track: dict[int, str] = {}
+        self.new_keys: set[str] = set()
 
-    def _sides(self, observations) -> list[tuple[object, str]]:
-        """Each observation with a side that stays with its track id; a new track takes its own side
-        unless another hand of this frame holds it."""
+    def _state(self, key: str) -> _HandState:
+        """The state of a track key, made on its first sight (a hand found again under the same key keeps
+        its shape calibration, as a side did before there were keys)."""
+        if key not in self.hands:
+            side = key_side(key)
+            data = self.right_data if side == "right" else _model_data(self.options, side)
+            self.hands[key] = _HandState(data, self.options)
+        return self.hands[key]
+
+    def _free_key(self, side: str, taken: set[str]) -> str | None:
+        """The key a new track takes. Up to two hands (one person): its own side unless another hand of the
+        frame holds it, then the other side. More hands: the first free key of its own side."""
+        if len(taken) >= self.options.hands:
+            return None
+        if self.options.hands <= 2:
+            return next((s for s in (side, "left" if side == "right" else "right") if s not in taken), None)
+        return next((k for i in range(self.options.hands) if (k := track_key(side, i)) not in taken), None)
+
+    def _keys(self, observations) -> list[tuple[object, str]]:
+        """Each observation with a track key that stays with its track id (``_free_key`` for new tracks);
+        hands beyond ``options.hands`` are left out."""
         live = {h.track_id for h in observations}
-        self.side_of_track = {t: s for t, s in self.side_of_track.items() if t in live}
-        taken = {self.side_of_track[h.track_id] for h in observations if h.track_id in self.side_of_track}
+        self.key_of_track = {t: k for t, k in self.key_of_track.items() if t in live}
+        taken = {self.key_of_track[h.track_id] for h in observations if h.track_id in self.key_of_track}
+        self.new_keys = set()  # keys given to a new track this frame: their filters start afresh
         out = []
         for h in sorted(observations, key=lambda o: -o.presence):
-            side = self.side_of_track.get(h.track_id)
-            if side is None:
-                side = h.side if h.side not in taken else ("left" if h.side == "right" else "right")
-                if side in taken:
-                    continue  # a third hand
-                self.side_of_track[h.track_id] = side
-                taken.add(side)
-            out.append((h, side))
+            key = self.key_of_track.get(h.track_id)
+            if key is None:
+                key = self._free_key(h.side, taken)
+                if key is None:
+                    continue  # more hands than asked for
+                self.key_of_track[h.track_id] = key
+                taken.add(key)
+                self.new_keys.add(key)
+            out.append((h, key))
         return out
 
     def __call__(self, frame: int, observations) -> dict[str, LiveHand]:
@@ -203,11 +228,11 @@ class PoseStage:
         from .fitting import ik
         from .fitting.fit import HandObservations, world_in_camera
 
-        seen = self._sides(observations)
+        seen = self._keys(observations)
         if not seen:
             return {}
         k, n = self.k.matrix, len(seen)
-        states = [self.hands[side] for _, side in seen]
+        states = [self._state(key) for _, key in seen]
         kp2d = np.stack([obs.kp2d for obs, _ in seen])
         world = np.stack([obs.world for obs, _ in seen])
         for st, w in zip(states, world, strict=True):
@@ -217,11 +242,11 @@ class PoseStage:
         conf = np.ones((n, 21))
         worlds = world_in_camera(HandObservations(kp2d, conf, world, np.ones(n, bool)), k)
         rests = np.stack([st.rest0 + st.dirs @ st.beta for st in states])
-        left = np.array([side == "left" for _, side in seen])
+        left = np.array([key_side(key) == "left" for _, key in seen])
         theta = np.zeros((n, NUM_JOINTS, 3))
         if self.mirror_left:  # the left model is the right one mirrored in x: both hands in one call
             flip = np.where(left[:, None, None], _MIRROR, 1.0)
-            m = self.hands["right"].data
+            m = self.right_data
             theta = ik.ik_from_world(worlds * flip, rests * flip, m.joint_frames, m.parents)
             theta = np.where(left[:, None, None], theta * _MIRROR_ROTVEC, theta)
         else:
@@ -234,7 +259,7 @@ class PoseStage:
         wrists = ik.solve_translation(posed, kp2d, conf, k)
         z_size = ik.depth_from_size(posed, kp2d, conf, float(k[0, 0]))
         out = {}
-        for i, ((obs, side), st) in enumerate(zip(seen, states, strict=True)):
+        for i, ((obs, key), st) in enumerate(zip(seen, states, strict=True)):
             wrist = wrists[i]
             if not np.all(np.isfinite(wrist)) or not 0.3 * z_size[i] < wrist[2] < 3.0 * z_size[i]:
                 c2d, c3d = kp2d[i].mean(0), posed[i].mean(0)
@@ -242,13 +267,13 @@ class PoseStage:
                 wrist = ray * z_size[i] - c3d
             transl = wrist - rest_joints(st.data, st.beta)[0]
             dt = 1.0 / self.fps if st.last_frame is None else (frame - st.last_frame) / self.fps
-            if st.last_frame is None or frame - st.last_frame > max(3, self.fps / 2):
-                st.rot.prev = st.pos.prev = None  # the hand was lost: start the filters afresh
+            if st.last_frame is None or frame - st.last_frame > max(3, self.fps / 2) or key in self.new_keys:
+                st.rot.prev = st.pos.prev = None  # the hand was lost, or this is another hand: start afresh
             st.last_frame = frame
             th = quat.log(st.rot(quat.exp(theta[i]), dt))
             transl = st.pos(transl[None], dt)[0]
             kp3d = st.keypoints(th[None])[0] + transl
-            out[side] = LiveHand(th, transl, st.beta.copy(), obs.kp2d, kp3d, float(obs.presence), st.calibrated)
+            out[key] = LiveHand(th, transl, st.beta.copy(), obs.kp2d, kp3d, float(obs.presence), st.calibrated)
         return out
 
 

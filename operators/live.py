@@ -24,7 +24,9 @@ from ..builders import convention, rig
 from ..builders.importer import ImportOptions, import_capture
 from ..core import handmodel, naming
 from ..core.capture import write_capture
+from ..core.capture_checks import key_side
 from ..core.live_record import LiveFrame, record_capture
+from ..core.request import MAX_HANDS
 from .interpreter import clean_env
 from .worker import BackgroundProcess, WorkerError, import_shim
 
@@ -86,16 +88,16 @@ class LiveRun:
 
     def apply(self, context, frame: LiveFrame) -> None:
         t0 = time.monotonic()
-        for side, hand in frame.hands.items():
-            if side not in self.rigs:
+        for key, hand in frame.hands.items():  # track keys: "right", "left", "right_2", ...
+            if key not in self.rigs:
                 if not hand.calibrated:
                     continue  # wait for the shape: the skeleton is built once
-                self._build(context, side, frame)
-            obj = bpy.data.objects.get(self.rigs[side])
+                self._build(context, key, frame)
+            obj = bpy.data.objects.get(self.rigs[key])
             if obj is None:
                 continue
-            quats, loc = convention.pose_to_bone_basis(hand.theta[None], hand.transl[None], self.rest_frames[side])
-            names = naming.joint_bones(side)
+            quats, loc = convention.pose_to_bone_basis(hand.theta[None], hand.transl[None], self.rest_frames[key])
+            names = naming.joint_bones(key_side(key))
             for j, name in enumerate(names):
                 pb = obj.pose.bones[name]
                 pb.rotation_mode = "QUATERNION"
@@ -106,14 +108,14 @@ class LiveRun:
         self.apply_ms.append(1000.0 * (now - t0))
         self.latency_ms.append(1000.0 * (now - frame.t_read))
 
-    def _build(self, context, side: str, frame: LiveFrame) -> None:
+    def _build(self, context, key: str, frame: LiveFrame) -> None:
         cap = record_capture(
             [
                 LiveFrame(
                     frame.frame,
                     frame.t_read,
                     frame.t_done,
-                    {side: frame.hands[side]},
+                    {key: frame.hands[key]},
                     frame.fps,
                     frame.image_size,
                     frame.intrinsics,
@@ -122,13 +124,14 @@ class LiveRun:
             f"live_{self.source}",
             _rest_joints,
         )
+        side = key_side(key)
         result = import_capture(context, cap, ImportOptions(sides=(side,)))
-        obj = bpy.data.objects[result.armatures[side]]
+        obj = bpy.data.objects[result.armatures[key]]
         obj.animation_data_clear()  # the live pose must not be overridden by the one-frame action
         bones = obj.data.bones
         rest = np.array([np.array(bones[n].matrix_local) for n in naming.joint_bones(side)])
-        self.rest_frames[side] = rig.rest_frames(rest)
-        self.rigs[side] = obj.name
+        self.rest_frames[key] = rig.rest_frames(rest)
+        self.rigs[key] = obj.name
 
     def write_recording(self) -> Path | None:
         """The recorded frames as a capture file (None when nothing was recorded); clears the recording."""
@@ -171,7 +174,9 @@ class HANDCAP_OT_live_preview(bpy.types.Operator):
     )
     device: IntProperty(name="Camera Index", default=0, min=0)
     filepath: StringProperty(name="Video", subtype="FILE_PATH", default="")
-    hands: IntProperty(name="Hands", default=2, min=1, max=2)
+    hands: IntProperty(
+        name="Hands", description="Most hands to follow (more than 2: several people)", default=2, min=1, max=MAX_HANDS
+    )
     _run = None  # the LiveRun while modal (plain attribute, not a property)
     _timer = None
 

@@ -315,3 +315,100 @@ def test_operator_step_drives_the_rigs_and_records_a_capture(hc, tmp_path):
     cap = read_capture(path)
     assert cap.num_frames == run.frames_seen and cap.frames[-1] == last.frame
     assert cap.fps == pytest.approx(30.0) and set(cap.hands) == {"right", "left"}
+
+
+def _observation(track_id: int, side: str, x: float, presence: float, k: np.ndarray):
+    """A hand of the built-in model 0.5 m away at image column x, as the landmarker reports it."""
+    from handcap.inference.fitting.ik import ray_rotation
+    from handcap.inference.landmarker import HandObservation
+
+    data = load_builtin(side)
+    theta = np.zeros((1, 16, 3))
+    theta[0, 0] = [np.pi, 0.0, 0.0]  # palm to the camera, fingers up
+    ray = np.array([(x - k[0, 2]) / k[0, 0], 0.0, 1.0]) * 0.5
+    kp3d = forward(data, theta, np.zeros(10), ray[None]).keypoints[0]
+    kp2d = project_points(kp3d, k)
+    return HandObservation(
+        track_id,
+        kp2d,
+        np.zeros(21),
+        (kp3d - kp3d.mean(0)) @ ray_rotation(kp2d.mean(0)[None], k)[0],  # as seen along its viewing ray
+        presence,
+        side,
+        0.9,
+        np.zeros(4),
+        1.0 if side == "right" else 0.0,
+    )
+
+
+def test_pose_stage_keys_every_hand_of_several_people_and_keeps_the_key_with_the_track():
+    stage = PoseStage((640, 480), 30.0, LiveOptions(hands=3))
+    k = stage.k.matrix
+    first = [
+        _observation(0, "right", 150, 0.95, k),
+        _observation(1, "right", 480, 0.90, k),
+        _observation(2, "left", 320, 0.80, k),
+    ]
+    out = stage(0, first)
+    assert sorted(out) == ["left", "right", "right_2"]
+    for key, obs in zip(("right", "right_2", "left"), first, strict=True):  # each hand posed where it was seen
+        # (the live pose is the fit's analytic start: the wrist lands within a few pixels, the hands 150+ apart)
+        assert np.linalg.norm(project_points(out[key].kp3d, k)[0] - obs.kp2d[0]) < 10
+    # presences change order: the keys stay with their tracks; then track 0 is lost and a new right hand comes
+    again = stage(1, [_observation(1, "right", 482, 0.99, k), _observation(0, "right", 152, 0.5, k), first[2]])
+    assert abs(project_points(again["right"].kp3d, k)[0, 0] - first[0].kp2d[0, 0]) < 10
+    assert abs(project_points(again["right_2"].kp3d, k)[0, 0] - first[1].kp2d[0, 0]) < 10
+    later = stage(2, [_observation(1, "right", 484, 0.9, k), _observation(7, "right", 100, 0.9, k), first[2]])
+    assert sorted(later) == ["left", "right", "right_2"]
+    wrist = {key: project_points(h.kp3d, k)[0, 0] for key, h in later.items()}
+    assert abs(wrist["right_2"] - _observation(1, "right", 484, 0.9, k).kp2d[0, 0]) < 10  # track 1 keeps right_2
+    assert abs(wrist["right"] - _observation(7, "right", 100, 0.9, k).kp2d[0, 0]) < 10  # the new hand: the free key
+    # a fourth hand beyond hands=3 is left out; with 2 hands (one person) a second "right" is the left hand
+    assert len(stage(3, [*first, _observation(9, "left", 600, 0.3, k)])) == 3
+    two = PoseStage((640, 480), 30.0, LiveOptions(hands=2))
+    assert sorted(two(0, first[:2])) == ["left", "right"]
+    frames = [
+        LiveFrame(i, 0.0, 0.0, f, 30.0, (640, 480), tuple(stage.k.matrix[[0, 1, 0, 1], [0, 1, 2, 2]]))
+        for i, f in enumerate((out, again, later))
+    ]
+    cap = record_capture(frames, "camera", lambda s, b: rest_joints(load_builtin(s), b))
+    assert sorted(cap.hands) == ["left", "right", "right_2"] and cap.hands["right_2"].side == "right"
+    np.testing.assert_array_equal(cap.hands["right_2"].valid, [True, True, True])
+
+
+@pytest.mark.blender
+def test_operator_builds_a_rig_for_each_of_three_hands_and_poses_each_from_its_own(hc, tmp_path):
+    """The live operator's step with a frame of three hands (two people): one rig per track key, marked with
+    it, posed from that key's hand (no worker: the frame is applied directly)."""
+    from dataclasses import replace
+
+    bpy = hc.bpy
+    live = hc.mod("operators.live")
+    conv = hc.mod("builders.convention")
+    props = hc.mod("core.rig_props")
+    stage = PoseStage((640, 480), 30.0, LiveOptions(hands=3))
+    k = stage.k.matrix
+    hands = stage(
+        0,
+        [
+            _observation(0, "right", 150, 0.95, k),
+            _observation(1, "right", 480, 0.9, k),
+            _observation(2, "left", 320, 0.8, k),
+        ],
+    )
+    hands = {key: replace(h, calibrated=True) for key, h in hands.items()}
+    frame = LiveFrame(
+        0, time.monotonic(), time.monotonic(), hands, 30.0, (640, 480), (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
+    )
+    run = live.LiveRun(live.live_argv(sys.executable, "0", True, 3), tmp_path)
+    run.apply(bpy.context, frame)
+    assert sorted(run.rigs) == ["left", "right", "right_2"]
+    for key, name in run.rigs.items():
+        obj = bpy.data.objects[name]
+        assert props.TRACK.read(obj) == key
+        side = props.SIDE.read(obj)
+        assert side == ("left" if key == "left" else "right")
+        quats, loc = conv.pose_to_bone_basis(hands[key].theta[None], hands[key].transl[None], run.rest_frames[key])
+        root = obj.pose.bones[hc.mod("core.naming").joint_bones(side)[0]]
+        np.testing.assert_allclose(np.array(root.location), loc[0], atol=1e-6)
+        assert abs(abs(np.dot(np.array(root.rotation_quaternion), quats[0, 0])) - 1) < 1e-5
