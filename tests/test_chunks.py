@@ -20,6 +20,10 @@ from handcap.inference.landmarker import FrameResult, HandObservation
 
 from .conftest import REPO
 
+# Two fits of the same landmarks (even in one process) may end a rounding step apart: MKL picks its kernels by
+# memory alignment (measured: 0.83 um at most; see inference/handmodel/model.py, ``owned``).
+RUN_TOL_MM = 0.01
+
 
 def test_plan_covers_the_clip_with_the_overlap_between_neighbours():
     plan = plan_chunks(range(90), 60, 15)
@@ -162,8 +166,9 @@ def test_missing_duplicate_or_foreign_chunks_are_refused():
 def test_merged_capture_of_the_sample_clip_matches_the_whole_clip_capture():
     """Real landmarks of the sample clip. Cut into chunks, they merge into exactly the whole clip's capture.
     Captured chunk by chunk, each chunk going on from its predecessor's tracker state after its last frame
-    (read back from the predecessor's chunk file), the merged capture is the whole clip's bit for bit,
-    estimated camera included; chunks whose trackers start afresh keep the hands' identities."""
+    (read back from the predecessor's chunk file), the merged capture is the whole clip's: its landmarks and
+    estimated camera bit for bit, its fit to a rounding step (``RUN_TOL_MM``); chunks whose trackers start
+    afresh keep the hands' identities."""
     pytest.importorskip("torch")
     from handcap.inference.capture_job import CaptureOptions, capture_from_landmarks
     from handcap.inference.chunks import capture_chunk, merged_capture
@@ -182,8 +187,8 @@ def test_merged_capture_of_the_sample_clip_matches_the_whole_clip_capture():
     for c in _chunks(full, plan):
         cut.append(ChunkResult(video, src.fps, tuple(src.size), c.chunk, plan, options.to_json(), c.frames))
     same = seam_deviation(whole, merged_capture([chunk_from_bytes(chunk_to_bytes(c)) for c in cut]).capture, plan)
-    assert same.off_seam_mm == (0.0, 0.0) and same.at_seam_mm == (0.0, 0.0) and same.identity_changes == 0
-    assert same.frames == 180
+    assert same.identity_changes == 0 and same.frames == 180
+    assert max(same.off_seam_mm + same.at_seam_mm) <= RUN_TOL_MM, same
     chained, previous = [], None
     for c in plan:
         previous = chunk_from_bytes(chunk_to_bytes(capture_chunk(options, c, plan, landmarker, previous=previous)))
@@ -194,10 +199,11 @@ def test_merged_capture_of_the_sample_clip_matches_the_whole_clip_capture():
     assert chained[-1].handoff is None and all(c.handoff is not None for c in chained[:-1])
     merged = merged_capture(chained).capture
     dev = seam_deviation(whole, merged, plan)
-    assert dev.off_seam_mm == (0.0, 0.0) and dev.at_seam_mm == (0.0, 0.0) and dev.identity_changes == 0
+    assert dev.identity_changes == 0 and max(dev.off_seam_mm + dev.at_seam_mm) <= RUN_TOL_MM, dev
     assert merged.intrinsics == whole.intrinsics
     for side in whole.hands:
-        np.testing.assert_array_equal(merged.hands[side].beta, whole.hands[side].beta)
+        np.testing.assert_array_equal(merged.hands[side].kp2d, whole.hands[side].kp2d)  # the landmarks: bit for bit
+        np.testing.assert_allclose(merged.hands[side].beta, whole.hands[side].beta, rtol=0, atol=1e-6)
     with pytest.raises(ChunkError, match="not the predecessor"):
         capture_chunk(options, plan[2], plan, landmarker, previous=chained[0])
     fresh = [capture_chunk(options, c, plan, landmarker=landmarker) for c in plan]

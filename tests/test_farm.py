@@ -74,18 +74,31 @@ def _assert_nearly_equal(a: np.ndarray, b: np.ndarray, tol: tuple[float, float],
     assert p99 <= tol[0] and worst <= tol[1], f"{what}: differs from convert's by {p99:.2e} (p99), {worst:.2e} (max)"
 
 
-def _assert_same_bvh(got: bytes, ref: bytes, name: str) -> None:
-    """Same hierarchy and frame count byte for byte, the same motion within the thread-count tolerance
-    (root positions in metres, angles in degrees, compared modulo 360)."""
+def _assert_same_bvh(
+    got: bytes, ref: bytes, name: str, tol_m: float = THREADS_TOL_M[1], tol_deg: float = THREADS_TOL_DEG
+) -> None:
+    """Same hierarchy and frame count byte for byte, the same motion within the tolerance (default: the
+    thread-count one; root positions in metres, angles in degrees, compared modulo 360)."""
     (g_head, g_motion), (r_head, r_motion) = (b.decode().split("MOTION", 1) for b in (got, ref))
     assert g_head == r_head, f"{name}: hierarchy differs from convert's"
     g_lines, r_lines = g_motion.strip().splitlines(), r_motion.strip().splitlines()
     assert g_lines[:2] == r_lines[:2], f"{name}: frame count or time differs from convert's"
     g, r = (np.array([[float(v) for v in line.split()] for line in lines[2:]]) for lines in (g_lines, r_lines))
     assert g.shape == r.shape and len(g) > 0, name
-    np.testing.assert_allclose(g[:, :3], r[:, :3], rtol=0, atol=THREADS_TOL_M[1], err_msg=f"{name}: root position")
+    np.testing.assert_allclose(g[:, :3], r[:, :3], rtol=0, atol=tol_m, err_msg=f"{name}: root position")
     turn = (g[:, 3:] - r[:, 3:] + 180.0) % 360.0 - 180.0
-    assert np.abs(turn).max() <= THREADS_TOL_DEG, f"{name}: angles differ by up to {np.abs(turn).max():.3f} deg"
+    assert np.abs(turn).max() <= tol_deg, f"{name}: angles differ by up to {np.abs(turn).max():.4f} deg"
+
+
+def _assert_same_outputs(got: dict[str, bytes], ref: dict[str, bytes]) -> None:
+    """The same files; BVH motion alike to a rounding step of the fit (two runs on like workers: MKL's kernel
+    choice may move a few keypoints by a micrometre, see tests/test_farm_cli.py), everything else byte for byte."""
+    assert sorted(got) == sorted(ref)
+    for name, data in ref.items():
+        if name.endswith(".bvh"):
+            _assert_same_bvh(got[name], data, name, tol_m=1e-5, tol_deg=0.01)
+        else:
+            assert got[name] == data, name
 
 
 def _sample_clip():
@@ -180,7 +193,7 @@ def test_a_killed_worker_still_yields_identical_outputs(cluster, undisturbed, tm
     assert killed is not None, "no chunk task was seen running to kill"
     assert proc.returncode == 0, log
     assert "chunks: 4 run, 0 reused" in log, log
-    assert _outputs(out) == undisturbed
+    _assert_same_outputs(_outputs(out), undisturbed)
 
 
 def test_a_rerun_after_an_interruption_redoes_no_finished_chunk(cluster, undisturbed, tmp_path):
@@ -218,6 +231,6 @@ def test_a_rerun_after_an_interruption_redoes_no_finished_chunk(cluster, undistu
     assert f"{n_done} of 4 chunk(s) already finished, reused" in log, log
     assert f"chunks: {4 - n_done} run, {n_done} reused" in log and log.count(" done in ") == 4 - n_done, log
     assert {p.name: p.stat().st_mtime_ns for p in clip_dir.glob("chunk_*.npz") if p.name in kept} == kept
-    assert _outputs(out) == undisturbed
+    _assert_same_outputs(_outputs(out), undisturbed)
     code, log = _run(_farm_args(cluster, SAMPLE, "-o", out, *CHUNKS), env=cluster.env)
     assert code == 0 and "up to date" in log and "chunks: 0 run, 0 reused" in log, log

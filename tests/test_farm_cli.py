@@ -14,6 +14,9 @@ pytest.importorskip("torch", reason="needs the inference requirements")
 pytestmark = [pytest.mark.blender, pytest.mark.slow]
 SAMPLE = REPO / "assets" / "sample" / "two_hands.mp4"
 PLAN = ["--chunk-frames", "60", "--overlap", "15"]  # the sample's 90 frames: 0:60 and 45:90
+# The fit of the same landmarks in two processes: a few keypoints of a few frames may end a rounding step
+# apart (MKL's kernel choice; measured on an AMD EPYC: 1 merge in 12 ends 0.83 um off, the others alike).
+RUN_TOL_M = 1e-5
 
 
 def _handcap(*args):
@@ -53,16 +56,17 @@ def test_merge_converts_the_chunks_and_writes_the_same_capture_as_capture_out(ch
     a, b = read_capture(tmp_path / "out" / "two_hands.npz"), read_capture(tmp_path / "take.npz")
     assert a.num_frames == b.num_frames == 90 and sorted(a.hands) == sorted(b.hands) == ["left", "right"]
     for side in a.hands:
-        np.testing.assert_array_equal(a.hands[side].kp3d, b.hands[side].kp3d)
+        np.testing.assert_allclose(a.hands[side].kp3d, b.hands[side].kp3d, rtol=0, atol=RUN_TOL_M)
         assert a.hands[side].valid.all()
-    # chained chunks: the merged capture is the capture of the whole clip, bit for bit
+    # chained chunks: the merged capture is the capture of the whole clip (the same landmarks, bit for bit)
     code, log = _handcap("capture", SAMPLE, "-o", tmp_path / "whole.npz")
     assert code == 0, log
     whole = read_capture(tmp_path / "whole.npz")
     assert whole.intrinsics == b.intrinsics
     for side in whole.hands:
-        np.testing.assert_array_equal(whole.hands[side].kp3d, b.hands[side].kp3d)
-        np.testing.assert_array_equal(whole.hands[side].beta, b.hands[side].beta)
+        np.testing.assert_array_equal(whole.hands[side].kp2d, b.hands[side].kp2d)
+        np.testing.assert_allclose(whole.hands[side].kp3d, b.hands[side].kp3d, rtol=0, atol=RUN_TOL_M)
+        np.testing.assert_allclose(whole.hands[side].beta, b.hands[side].beta, rtol=0, atol=1e-6)
 
 
 def test_bad_chunk_requests_are_refused_with_a_reason(chunk_files, tmp_path):

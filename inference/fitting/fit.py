@@ -28,6 +28,7 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from ...core import anatomy
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
+from ..handmodel.model import owned
 from . import ik, persons, solver
 
 _DTYPE = torch.float64  # the solver's gradients and cost comparisons need double precision
@@ -392,7 +393,7 @@ def make_solver(model, obs: HandObservations, k: np.ndarray, options: FitOptions
     init = _initialise(model, obs, k, options)
     valid = obs.valid
     conf = np.where(valid[:, None], obs.kp_conf, 0.0)
-    tt = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=_DTYPE, device=dev)  # noqa: E731
+    tt = lambda a: owned(np.ascontiguousarray(a), _DTYPE, dev)  # noqa: E731  (owned: run-to-run identical)
     data = {
         "kp2d": tt(obs.kp2d),
         "conf": tt(conf),

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...core.keypoints import MANO_TO_KEYPOINTS, NUM_JOINTS, NUM_KEYPOINTS
-from .model import small_matmul
+from .model import owned, small_matmul
 
 _NUM_TIPS = NUM_KEYPOINTS - NUM_JOINTS
 
@@ -127,7 +127,7 @@ def keypoint_jacobians(
     w = model.tip_weights  # (5, 16)
     parents = model.parents.cpu().numpy()
     sl = _slots(parents, w.cpu().numpy())
-    t = lambda a: torch.as_tensor(a, dtype=dt, device=dev)  # noqa: E731
+    t = lambda a: owned(a, dt, dev)  # noqa: E731
     kj, mask = torch.as_tensor(sl.joint, device=dev), t(sl.mask)
     eye = torch.eye(3, dtype=dt, device=dev)
     r_par = torch.cat([eye.expand(n, 1, 3, 3), rg[:, parents[1:]]], 1)  # (B, 16, 3, 3), identity above the root

@@ -85,6 +85,18 @@ def rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -1).reshape(rotvec.shape + (3,))
 
 
+def owned(a, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """``a`` as a tensor of ``dtype`` in torch's own memory (a tensor is only moved or cast).
+
+    ``torch.as_tensor`` of a numpy array keeps numpy's memory, whose alignment changes from run to run, and
+    MKL (torch's CPU BLAS) picks its kernels by alignment: the same fit in two processes then ended a
+    rounding step apart in 1 run of 6 (by 0.83 um); with the copies, 1 in 38 (docs/farm.md). torch's own
+    allocations are always aligned alike."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device=device, dtype=dtype)
+    return torch.tensor(np.asarray(a), dtype=dtype, device=device)
+
+
 class HandModel(nn.Module):
     """Torch hand model. All geometry buffers follow ``model.to(device)``.
 
@@ -109,7 +121,7 @@ class HandModel(nn.Module):
         self.num_vertices = data.num_vertices
 
         def buf(name: str, arr: np.ndarray, as_dtype: torch.dtype = dtype) -> None:
-            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(arr)).to(as_dtype), persistent=False)
+            self.register_buffer(name, owned(np.ascontiguousarray(arr), as_dtype), persistent=False)
 
         ids = data.tip_vertex_ids
         buf("v_template", data.v_template)
@@ -152,18 +164,12 @@ class HandModel(nn.Module):
 
     def _inputs(self, theta, beta, transl) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         dev, dt = self.v_template.device, self.dtype
-        theta = torch.as_tensor(theta, device=dev, dtype=dt)
+        theta = owned(theta, dt, dev)
         if theta.ndim != 3 or theta.shape[1:] != (NUM_JOINTS, 3):
             raise HandModelError(f"theta must have shape (B, 16, 3), got {tuple(theta.shape)}")
         n = theta.shape[0]
-        beta = (
-            torch.zeros(n, self.num_betas, device=dev, dtype=dt)
-            if beta is None
-            else torch.as_tensor(beta, device=dev, dtype=dt)
-        )
-        transl = (
-            torch.zeros(n, 3, device=dev, dtype=dt) if transl is None else torch.as_tensor(transl, device=dev, dtype=dt)
-        )
+        beta = torch.zeros(n, self.num_betas, device=dev, dtype=dt) if beta is None else owned(beta, dt, dev)
+        transl = torch.zeros(n, 3, device=dev, dtype=dt) if transl is None else owned(transl, dt, dev)
         if beta.ndim == 1:
             beta = beta.unsqueeze(0)
         if transl.ndim == 1:
@@ -203,7 +209,7 @@ class HandModel(nn.Module):
         theta, beta, _ = self._inputs(theta, beta, None)
         rest = self.rest_joints(beta)
         if joint_offsets is not None:
-            rest = rest + torch.as_tensor(joint_offsets, device=rest.device, dtype=rest.dtype)
+            rest = rest + owned(joint_offsets, rest.dtype, rest.device)
         rot = rodrigues(theta)
         rot_g, pos_g = self._kinematics(rot, rest)
         tips = self.tip_template + torch.einsum("vkb,nb->nvk", self.tip_shapedirs, beta)
