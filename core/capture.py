@@ -45,6 +45,7 @@ from .capture_checks import (  # noqa: F401  (limits and helpers re-exported: ca
     _is_number,
     _short,
     key_side,
+    track_order,
 )
 from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from .npzread import ZIP_ERRORS, NpzMemberError, read_member
@@ -267,8 +268,7 @@ class Capture:
 
     def tracks_of(self, side: str) -> list[str]:
         """Keys of the tracks of ``side``, first track first ("right", "right_2", ...)."""
-        keys = [k for k in self.hands if key_side(k) == side]
-        return sorted(keys, key=lambda k: int(TRACK_KEY.match(k).group(2) or 1))
+        return sorted((k for k in self.hands if key_side(k) == side), key=track_order)
 
 
 def track_key(side: str, index: int) -> str:

@@ -103,6 +103,13 @@ def key_side(key) -> str | None:
     return m.group(1) if m else None
 
 
+def track_order(key: str) -> tuple[int, int]:
+    """Sort key of a track key: right before left, then each side's first track first ("right", "right_2",
+    ..., "right_10", "left", ...)."""
+    m = TRACK_KEY.match(key)
+    return SIDES.index(m.group(1)), int(m.group(2) or 1)
+
+
 def _check_track(key, track, shapes: dict[str, tuple[int, ...]], extra_tracks: bool = True) -> None:
     """One track under ``key``: the key names its side (``extra_tracks``: ``right_2`` ... allowed, as from
     version 3), and each field in ``shapes`` has its shape, dtype and range."""

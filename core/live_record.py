@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .capture import CameraIntrinsics, Capture, HandTrack
-from .capture_checks import key_side
+from .capture_checks import key_side, track_order
 from .keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 
 MESSAGE = "handcap.live"
@@ -121,8 +121,7 @@ def record_capture(frames: list[LiveFrame], source: str, rest_joints_of, hand_mo
     w, h = (int(v) for v in first.image_size)
     fx, fy, cx, cy = first.intrinsics
     hands = {}
-    keys = sorted({k for f in frames for k in f.hands}, key=lambda k: (key_side(k) != "right", len(k), k))
-    for key in keys:
+    for key in sorted({k for f in frames for k in f.hands}, key=track_order):
         side = key_side(key)
         rows = [i for i, f in enumerate(frames) if key in f.hands]
         valid = np.zeros(t, bool)

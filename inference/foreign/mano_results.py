@@ -27,7 +27,7 @@ import numpy as np
 
 from ...core import quat
 from ...core.capture import Capture, HandTrack, project_points
-from ...core.capture_checks import key_side
+from ...core.capture_checks import key_side, track_order
 from ...core.handmodel import HandModelData, forward, load_builtin, rest_joints
 from ...core.keypoints import NUM_BETAS, NUM_JOINTS, NUM_KEYPOINTS
 from .association import HandRecord, link_records, record_track_id
@@ -298,9 +298,8 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
         if key is not None:
             by_key.setdefault(key, {})[r.frame] = entry
     hands = {}
-    for key in sorted(by_key, key=lambda s: (key_side(s) != "right", len(s), s)):  # right, right_2, .., left
-        side = key_side(key)
-        hands[key] = _track(side, by_key[key], frames, k, models[side], warnings, path, key)
+    for key in sorted(by_key, key=track_order):
+        hands[key] = _track(key, by_key[key], frames, k, models[key_side(key)], warnings, path)
     fps = clip_fps(_scalar(top["fps"], "fps", path) if "fps" in top else None, options, len(frames), warnings)
     capture = Capture(
         source=str(path),
@@ -324,7 +323,8 @@ def mano_capture(path: Path, layout: str, records: list[dict], top: dict, option
     return ForeignImport(capture, layout, warnings)
 
 
-def _track(side, by_frame, frames, k, model, warnings, path, key) -> tuple[HandTrack, str]:
+def _track(key, by_frame, frames, k, model, warnings, path) -> tuple[HandTrack, str]:
+    side = key_side(key)
     t = len(frames)
     valid = np.isin(frames, list(by_frame))
     rows = np.flatnonzero(valid)
