@@ -104,8 +104,8 @@ def composite(image: np.ndarray, capture: Capture, t: int, models: dict[str, Han
     observed, fitted = image, image
     views_side, views_top = [], []
     for side, track in capture.hands.items():
-        bridged = bool(track.bridged[t]) and not track.valid[t]
-        if not (track.valid[t] or bridged):
+        bridged = bool(track.bridged[t])  # never a seen frame (the capture format checks it)
+        if not track.keyed[t]:
             continue
         color = BRIDGED_COLOR if bridged else None
         if not bridged:
@@ -158,7 +158,7 @@ def video_curves(capture: Capture, out_dir: Path) -> list[str]:
         jitter.append(plots.Series(frames, acc, side, color))
         depth.append(plots.Series(frames, kp[:, 0, 2], side, color))
         spans += frame_spans(frames, ~keyed)
-        bridged += frame_spans(frames, keyed & ~valid)
+        bridged += frame_spans(frames, track.bridged)
         jump = np.linalg.norm(np.diff(kp[:, 0], axis=0), axis=-1)
         marks.extend(frames[1:][jump > 0.08].tolist())
     names = []
@@ -208,7 +208,7 @@ def build_capture_report(capture: Capture, out_dir: Path, options: ReportOptions
                 score=float(score[t]),
                 errors_px={s: float(e[t]) for s, e in errors.items()},
                 confidence={s: float(tr.frame_conf[t]) if tr.valid[t] else 0.0 for s, tr in capture.hands.items()},
-                bridged=frozenset(s for s, tr in capture.hands.items() if tr.bridged[t] and not tr.valid[t]),
+                bridged=frozenset(s for s, tr in capture.hands.items() if tr.bridged[t]),
             )
         )
     summary.entries.sort(key=lambda e: -e.score)
