@@ -181,7 +181,6 @@ class PoseStage:
         self.right_data = _model_data(self.options, "right")
         self.mirror_left = self.options.model == "builtin"  # built-in left = right mirrored: one IK call
         self.key_of_track: dict[int, str] = {}
-        self.new_keys: set[str] = set()
 
     def _state(self, key: str) -> _HandState:
         """The state of a track key, made on its first sight (a hand found again under the same key keeps
@@ -201,14 +200,13 @@ class PoseStage:
             return next((s for s in (side, "left" if side == "right" else "right") if s not in taken), None)
         return next((k for i in range(self.options.hands) if (k := track_key(side, i)) not in taken), None)
 
-    def _keys(self, observations) -> list[tuple[object, str]]:
-        """Each observation with a track key that stays with its track id (``_free_key`` for new tracks);
-        hands beyond ``options.hands`` are left out."""
+    def _keys(self, observations) -> tuple[list[tuple[object, str]], set[str]]:
+        """Each observation with a track key that stays with its track id (``_free_key`` for new tracks;
+        hands beyond ``options.hands`` are left out), and the keys given to a new track in this frame."""
         live = {h.track_id for h in observations}
         self.key_of_track = {t: k for t, k in self.key_of_track.items() if t in live}
         taken = {self.key_of_track[h.track_id] for h in observations if h.track_id in self.key_of_track}
-        self.new_keys = set()  # keys given to a new track this frame: their filters start afresh
-        out = []
+        out, fresh = [], set()
         for h in sorted(observations, key=lambda o: -o.presence):
             key = self.key_of_track.get(h.track_id)
             if key is None:
@@ -217,9 +215,9 @@ class PoseStage:
                     continue  # more hands than asked for
                 self.key_of_track[h.track_id] = key
                 taken.add(key)
-                self.new_keys.add(key)
+                fresh.add(key)
             out.append((h, key))
-        return out
+        return out, fresh
 
     def __call__(self, frame: int, observations) -> dict[str, LiveHand]:
         """The fit's analytic start for every hand of the frame at once: shape (until calibrated), inverse
@@ -228,7 +226,7 @@ class PoseStage:
         from .fitting import ik
         from .fitting.fit import HandObservations, world_in_camera
 
-        seen = self._keys(observations)
+        seen, fresh = self._keys(observations)
         if not seen:
             return {}
         k, n = self.k.matrix, len(seen)
@@ -267,7 +265,7 @@ class PoseStage:
                 wrist = ray * z_size[i] - c3d
             transl = wrist - rest_joints(st.data, st.beta)[0]
             dt = 1.0 / self.fps if st.last_frame is None else (frame - st.last_frame) / self.fps
-            if st.last_frame is None or frame - st.last_frame > max(3, self.fps / 2) or key in self.new_keys:
+            if st.last_frame is None or frame - st.last_frame > max(3, self.fps / 2) or key in fresh:
                 st.rot.prev = st.pos.prev = None  # the hand was lost, or this is another hand: start afresh
             st.last_frame = frame
             th = quat.log(st.rot(quat.exp(theta[i]), dt))
