@@ -148,7 +148,7 @@ def _collect(entries, t, size, options, path, layout, frames, fps, warnings) -> 
     keys, link_warnings = link_records(links, options.hands)
     warnings += link_warnings
     acc: dict[str, dict] = {}
-    for (row, _, score, lm, world), key in zip(entries, keys, strict=True):
+    for (row, _, _, lm, world), key, link in zip(entries, keys, links, strict=True):
         if key is None:
             continue
         d = acc.setdefault(
@@ -161,11 +161,10 @@ def _collect(entries, t, size, options, path, layout, frames, fps, warnings) -> 
                 "valid": np.zeros(t, bool),
             },
         )
-        s = 1.0 if score is None else float(np.clip(score, 0.0, 1.0))
         d["kp2d"][row] = lm[:, :2] * [w, h]
         d["z"][row] = lm[:, 2] * w
         d["world"][row] = np.nan if world is None else world
-        d["score"][row], d["valid"][row] = s, True
+        d["score"][row], d["valid"][row] = link.score, True
     if not acc:
         raise ForeignResultsError(f"{path}: no hand in any frame")
     hands = {}
