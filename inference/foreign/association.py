@@ -76,8 +76,7 @@ def link_records(records: list[HandRecord], keep: int) -> tuple[list[str | None]
         idx = [i for i, r in enumerate(records) if r.side == side and alive[i]]
         if not idx:
             continue
-        with_id = [i for i in idx if records[i].track_id is not None]
-        by_id = len(with_id) == len(idx)
+        by_id = all(records[i].track_id is not None for i in idx)
         groups = _by_id(records, idx) if by_id else _by_position(records, idx)
         for members in groups:
             kept = _one_per_frame(records, members, warnings, side)
